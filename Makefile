@@ -1,0 +1,30 @@
+# `make demo`: create .venv, install everything, run the MNIST attack demo (figures in results/demo).
+# `make test`: the test suite (the command CI runs).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup demo test notebooks clean
+
+$(STAMP): requirements.txt requirements-test.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements-test.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/python demo.py $(DEMO_ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Execute every notebook in place (SPLITNN_MODE=full on a GPU machine for the papers' budgets).
+notebooks: setup
+	$(BIN)/python -m splitnn.run_notebooks
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

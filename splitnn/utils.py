@@ -1,0 +1,44 @@
+"""Small helpers for split models: shapes, parameter counts, seeding."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+
+def feature_shape(model_or_shape) -> tuple:
+    """Per-sample output shape of a Keras model (batch axis dropped), or a shape given directly."""
+    shape = getattr(model_or_shape, "output_shape", model_or_shape)
+    if isinstance(shape, list):
+        raise ValueError("models with several outputs cannot be split-learning parts")
+    shape = tuple(None if d is None else int(d) for d in shape)
+    if hasattr(model_or_shape, "output_shape"):
+        shape = shape[1:]
+    return shape
+
+
+def check_output_shape(model_or_shape, expected, what: str) -> tuple:
+    """Raise a ValueError naming both shapes unless ``model_or_shape`` produces ``expected`` per sample."""
+    got = feature_shape(model_or_shape)
+    expected = tuple(int(d) for d in expected)
+    if got != expected:
+        raise ValueError(f"{what}: output shape per sample is {got}, expected {expected}.")
+    return got
+
+
+def count_params(model) -> int:
+    """Keras ``count_params()``: trainable and non-trainable weights (BatchNorm statistics included)."""
+    return int(model.count_params())
+
+
+def set_seed(seed: int | None, deterministic: bool = False) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; optionally enable TF op determinism for repeatable runs."""
+    import keras
+    import tensorflow as tf
+
+    if seed is not None:
+        random.seed(seed)
+        np.random.seed(seed)
+        keras.utils.set_random_seed(int(seed))
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()

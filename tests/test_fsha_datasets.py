@@ -1,0 +1,59 @@
+"""FSHA's data pipeline: the original datasets.py semantics."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fsha import datasets
+from splitnn import data
+
+
+def test_preprocess_matches_the_original_order_of_operations():
+    raw = data.load_raw("mnist")
+    x = datasets.preprocess(raw.x_train[:4])
+    assert x.shape == (4, 32, 32, 3) and x.dtype == np.float32
+    # by hand: float cast, 3 channels, bilinear resize on 0-255, /127.5 - 1
+    ref = tf.image.resize(tf.cast(raw.x_train[:4, :, :, None], tf.float32), (32, 32), method="bilinear")
+    ref = np.tile(ref.numpy() / 127.5 - 1.0, (1, 1, 1, 3))
+    np.testing.assert_allclose(x, ref, atol=1e-6)
+    assert x.min() >= -1.0 and x.max() <= 1.0
+    assert np.array_equal(x[..., 0], x[..., 2])
+
+
+def test_load_mnist_streams():
+    xpriv, xpub = datasets.load_mnist()
+    assert int(xpriv.cardinality()) == 60000 and int(xpub.cardinality()) == 10000
+    img, label = next(iter(xpriv))
+    assert img.shape == (32, 32, 3) and img.dtype == tf.float32
+    assert label.dtype == tf.uint8 and label.shape == ()
+    imgs = datasets.getImagesDS(xpub, 5)
+    assert imgs.shape == (5, 32, 32, 3) and -1.0 <= imgs.min() and imgs.max() <= 1.0
+
+
+def test_mangled_mnist_counts():
+    xpriv, xpub, xremoved, xother = datasets.load_mnist_mangled(0)
+    assert int(xpriv.cardinality()) == 60000
+    assert int(xpub.cardinality()) == 9020
+    assert int(xremoved.cardinality()) == 5923
+    assert int(xother.cardinality()) == 54077
+    assert all(int(y) != 0 for _, y in xpub.take(500))
+    assert all(int(y) == 0 for _, y in xremoved.take(100))
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="class_to_remove"):
+        datasets.load_mnist_mangled(10)
+    with pytest.raises(data.UnknownDatasetError, match="mnist and fashion_mnist"):
+        datasets.load_dataset("cifar10")
+    with pytest.raises(ValueError, match="expected images"):
+        datasets.preprocess(np.zeros((2, 28), np.uint8))
+
+
+def test_omniglot_transforms_on_synthetic_images():
+    """The Omniglot path on synthetic 105x105 images: default [-1, 1], legacy [0, 2] (the original)."""
+    paper = np.full((2, 105, 105), 255, np.uint8)
+    paper[:, 40:60, 40:60] = 0  # a square of ink
+    img = datasets.preprocess(255 - paper)
+    assert img.shape == (2, 32, 32, 3)
+    assert img.min() == -1.0 and img.max() == 1.0  # background -1, ink +1
+    legacy = img + 1.0
+    assert legacy.min() == 0.0 and legacy.max() == 2.0
