@@ -1,0 +1,92 @@
+"""FSHA_dc: the attack against a client applying the distance-correlation defense."""
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from defenses import distance_correlation
+from fsha.FSHA_distcor import FSHA_dc
+
+B = 32
+HP = {"WGAN": True, "gradient_penalty": 500.0, "lr_f": 1e-2, "lr_tilde": 1e-3, "lr_D": 1e-3,
+      "alpha1": 100.0, "alpha2": 0.0}
+
+
+def tiny_networks(seed=0):
+    keras.utils.set_random_seed(seed)
+    conv = lambda k, s, act=None: keras.layers.Conv2D(k, 3, strides=s, padding="same", activation=act)  # noqa: E731
+    client = keras.Sequential([keras.Input((16, 16, 3)), conv(8, 2, "relu"), conv(4, 2)])
+    pilot = keras.Sequential([keras.Input((16, 16, 3)), conv(8, 2), conv(4, 2)])
+    decoder = keras.Sequential([keras.Input((4, 4, 4)),
+                                keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same"),
+                                keras.layers.Conv2DTranspose(3, 3, strides=2, padding="same", activation="tanh")])
+    disc = keras.Sequential([keras.Input((4, 4, 4)), conv(8, 1, "relu"), keras.layers.Flatten(),
+                             keras.layers.Dense(1)])
+    return dict(client=client, pilot=pilot, decoder=decoder, discriminator=disc)
+
+
+def streams(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (B, 16, 16, 3)).astype(np.float32)
+    y = np.zeros(B, np.uint8)
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    return x, ds, ds
+
+
+@pytest.mark.parametrize("drop", ["alpha1", "alpha2"])
+def test_missing_alpha_is_a_clear_error(drop):
+    _, xpriv, xpub = streams()
+    hp = {k: v for k, v in HP.items() if k != drop}
+    with pytest.raises(ValueError, match=f"missing: \\['{drop}'\\]"):
+        FSHA_dc(xpriv, xpub, 3, B, hp, **tiny_networks())
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), "10", None])
+def test_invalid_alpha_rejected(bad):
+    _, xpriv, xpub = streams()
+    with pytest.raises(ValueError, match="alpha1"):
+        FSHA_dc(xpriv, xpub, 3, B, dict(HP, alpha1=bad), **tiny_networks())
+
+
+def test_bad_update_scheme():
+    _, xpriv, xpub = streams()
+    with pytest.raises(ValueError, match="two_steps"):
+        FSHA_dc(xpriv, xpub, 3, B, HP, update="sum", **tiny_networks())
+
+
+def _dcor_of_client(attack, x):
+    return float(distance_correlation(x, attack.f(x, training=True)))
+
+
+def test_step_lowers_dcor_with_defense_only_and_logs_it():
+    """alpha2 = 0: the client's only gradient is the dCor term, so one step must lower it."""
+    x, xpriv, xpub = streams()
+    attack = FSHA_dc(xpriv, xpub, 3, B, HP, **tiny_networks())
+    before = _dcor_of_client(attack, x)
+    log = attack(1, progress_bar=False, log_frequency=1)
+    after = _dcor_of_client(attack, x)
+    assert log.shape == (1, 5)
+    np.testing.assert_allclose(log[0, 4], before, rtol=1e-5)  # logged dCor = the batch's, pre-update
+    assert log[0, 0] == 0.0  # alpha2 * f_loss
+    assert after < before - 1e-4
+    # two Adam steps of the client per iteration (the original's update order)
+    assert int(attack.optimizer0.iterations) == 2
+    assert int(attack.optimizer1.iterations) == 1 and int(attack.optimizer2.iterations) == 1
+
+
+def test_combined_update_takes_one_step_and_matches_sum_gradient():
+    x, xpriv, xpub = streams()
+    attack = FSHA_dc(xpriv, xpub, 3, B, dict(HP, alpha2=50.0), update="combined", **tiny_networks())
+    attack(2, progress_bar=False, log_frequency=1)
+    assert int(attack.optimizer0.iterations) == 2
+
+
+def test_undefended_client_still_follows_the_adversarial_gradient():
+    """With alpha1 = 0 the dCor step has a zero gradient; the client still takes the adversarial step."""
+    x, xpriv, xpub = streams()
+    nets = tiny_networks()
+    start = [w.copy() for w in nets["client"].get_weights()]
+    attack = FSHA_dc(xpriv, xpub, 3, B, dict(HP, alpha1=0.0, alpha2=1.0), **nets)
+    attack(1, progress_bar=False, log_frequency=1)
+    moved = [np.abs(a - b).max() for a, b in zip(attack.f.get_weights(), start)]
+    assert max(moved) > 0
