@@ -1,0 +1,382 @@
+"""Server of sequential multi-client split learning and the attack's training loop (spec §9.4–§9.7).
+
+One **server step** (:meth:`Server.train_step`) runs, inside one gradient tape, the client's
+``step0``, the server network and the client's ``step1`` (which computes the loss on the client),
+then applies **one** Adam step to the server's variables plus the variable group the client trains
+in that phase. One **iteration** (:meth:`Server.__call__`) visits every client in list order; the
+malicious client does a generator step at even iterations and a poisoning step at odd ones, and
+each honest client takes the next batch of a single shared data iterator (no per-client partition).
+
+Optimizer (spec §9.7, §12 row 19)
+---------------------------------
+The original shares one ``tf.keras`` Adam(1e-4) across all variable groups. The legacy TF 2.x
+optimizer accepted any variable subset on any call, kept per-variable moments and one global
+iteration counter. Keras 3 builds an optimizer on the variables of its first call and then raises
+``ValueError: Unknown variable`` for any other variable. Two modes are offered:
+
+``optimizer="shared"`` (default, faithful)
+    One Adam is built once on the **union** of all variables (server, every client's ``f`` and
+    ``ff``, the generator) before training; each step applies gradients to its subset only. Keras 3
+    leaves variables that are not passed untouched, so this is the legacy semantics: the server's
+    moments are shared by generator steps (gradients shrunk by the factor) and honest/poisoning
+    steps (normal gradients), and the iteration counter advances once per step.
+``optimizer="per_group"`` (deviation)
+    One fresh Adam per distinct trained variable set: one for server + ``G`` (generator steps),
+    one for server + ``f`` + ``ff`` (honest and poisoning steps). **This changes the attack**: the
+    generator-step optimizer only ever sees the shrunk server gradients, and Adam is nearly
+    invariant to gradient scale (only epsilon = 1e-7 limits it), so the server moves by a
+    normal-size step on every generator step instead of by ~1/factor of one. Offered for
+    comparison only.
+
+Passing zero gradients for inactive variables is *not* an option: Adam's momentum would still move
+them.
+
+What "the shared model barely moves" means with Adam: the 1/factor applies to the generator step's
+*own* gradient, whose contribution to the server update is ~1/factor of an honest step's (measured
+~1.7e-5 in ``tests/test_clientside.py``). Every Adam step, the generator step included, also moves
+the server by the momentum accumulated from earlier honest and poisoning steps (about as much as an
+honest step); this is the same with the original's legacy optimizer.
+
+Compilation and training flags
+------------------------------
+The original runs eagerly. By default each step kind is wrapped in ``tf.function`` (traced once per
+client kind and phase; honest clients that share ``f`` and ``ff`` share one trace); the computation
+is the same, it is only faster. ``run_eagerly=True`` runs the steps eagerly. ``f``, ``ff`` and ``G``
+run in training mode; the server network is called **without** a training flag, as in the
+original, so under Keras semantics its Dropout(0.3) is inactive (``server_training`` can set the
+flag explicitly; ``None`` is the faithful default).
+
+Iteration parity uses the server's running iteration counter, so ``server(2500); server(2500)``
+equals ``server(5000)``; for a single call this is the original's loop index.
+"""
+
+import math
+import numbers
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import archs
+from .clients import GENERATOR, GRADIENT_FACTOR, HONEST, BadClient, Client
+
+__all__ = ["Server", "build_attack", "OPTIMIZER_MODES", "output_shape"]
+
+OPTIMIZER_MODES = ("shared", "per_group")
+
+
+def _fmt(shape):
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def output_shape(model, input_shape, what):
+    """Run ``model`` on zeros of ``(2,) + input_shape`` (inference mode) and return the output shape
+    without the batch axis. Building the model this way also creates its variables.
+
+    Raises ValueError naming the model, the given input shape and the model's declared input shape
+    when the model cannot take that input.
+    """
+    input_shape = tuple(int(d) for d in input_shape)
+    declared = None
+    try:
+        declared = tuple(model.inputs[0].shape)
+    except (AttributeError, IndexError, TypeError, ValueError):
+        pass
+    if declared is not None and (len(declared) != len(input_shape) + 1 or any(
+            d is not None and d != e for d, e in zip(declared[1:], input_shape))):
+        raise ValueError(
+            f"{what} expects input of shape {_fmt(declared)} but would receive shape "
+            f"{_fmt((None,) + input_shape)}")
+    try:
+        out = model(np.zeros((2,) + input_shape, np.float32), training=False)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the shapes involved
+        raise ValueError(
+            f"{what} cannot be applied to input of shape {_fmt((None,) + input_shape)}: {exc}"
+        ) from exc
+    return tuple(int(d) for d in out.shape[1:])
+
+
+def _check_same(got, expected, what, expected_what):
+    if tuple(got) != tuple(expected):
+        raise ValueError(
+            f"{what} has output shape {_fmt((None,) + tuple(got))}, but {expected_what} is "
+            f"{_fmt((None,) + tuple(expected))}")
+
+
+def _unique(variables):
+    seen, out = set(), []
+    for v in variables:
+        if id(v) not in seen:
+            seen.add(id(v))
+            out.append(v)
+    return out
+
+
+class Server:
+    """Honest server running sequential split learning over ``clients``.
+
+    Parameters
+    ----------
+    s : keras.Model or callable
+        Server network, or a zero-argument factory returning one (the original passes ``make_s``).
+    clients : list of Client / BadClient
+        Visited in order every iteration (original: [malicious] + 10 honest).
+    xpriv : tf.data.Dataset or (x, y)
+        Unbatched stream of (image, label) pairs; batched here with ``drop_remainder=True`` and
+        repeated. A pair of arrays is turned into a dataset shuffled with a 10,000 buffer.
+    batch_size : int
+        Batch size of honest clients and of the malicious client's noise (original: 256).
+    learning_rate : float
+        Adam learning rate (original: 1e-4); other Adam settings are the Keras defaults.
+    optimizer : {"shared", "per_group"}
+        See the module docstring; "shared" is the faithful default.
+    run_eagerly : bool
+        Run the steps eagerly like the original instead of as ``tf.function``.
+    server_training : None or bool
+        Training flag passed to the server network; None (default) passes none, as the original.
+    seed : int or None
+        Shuffle seed used only when ``xpriv`` is given as arrays.
+
+    Shapes are checked on construction (input images -> ``f`` -> server -> ``ff``, and the
+    generator's output against ``f``'s input); mismatches raise ValueError naming both shapes.
+    """
+
+    def __init__(self, s, clients, xpriv, batch_size=256, *, learning_rate=1e-4,
+                 optimizer="shared", run_eagerly=False, server_training=None, seed=None):
+        if not isinstance(s, keras.Model):
+            if not callable(s):
+                raise TypeError(f"s must be a keras.Model or a factory returning one, got {type(s).__name__}")
+            s = s()
+            if not isinstance(s, keras.Model):
+                raise TypeError(f"the server factory returned {type(s).__name__}, expected a keras.Model")
+        self.s = s
+        clients = list(clients)
+        if not clients:
+            raise ValueError("clients must contain at least one client")
+        for i, c in enumerate(clients):
+            if not isinstance(c, Client):
+                raise TypeError(f"clients[{i}] must be a Client or BadClient, got {type(c).__name__}")
+        self.clients = clients
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = int(batch_size)
+        if (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real)
+                or not math.isfinite(learning_rate) or learning_rate <= 0):
+            raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+        self.learning_rate = float(learning_rate)
+        if optimizer not in OPTIMIZER_MODES:
+            raise ValueError(f"optimizer must be one of {OPTIMIZER_MODES}, got {optimizer!r}")
+        self.optimizer_mode = optimizer
+        if server_training not in (None, True, False):
+            raise ValueError(f"server_training must be None, True or False, got {server_training!r}")
+        self.server_training = server_training
+        self.run_eagerly = bool(run_eagerly)
+
+        if isinstance(xpriv, (tuple, list)) and len(xpriv) == 2:
+            x, y = xpriv
+            xpriv = tf.data.Dataset.from_tensor_slices((np.asarray(x, np.float32), np.asarray(y))).shuffle(
+                10_000, seed=seed, reshuffle_each_iteration=True)
+        if not isinstance(xpriv, tf.data.Dataset):
+            raise TypeError(f"xpriv must be a tf.data.Dataset of (image, label) or a pair (x, y), "
+                            f"got {type(xpriv).__name__}")
+        spec = xpriv.element_spec
+        if not (isinstance(spec, tuple) and len(spec) == 2):
+            raise ValueError(f"xpriv must yield (image, label) pairs, got element_spec {spec}")
+        if spec[0].shape.rank is None or None in spec[0].shape.as_list():
+            raise ValueError(f"xpriv must be unbatched with fully known image shape, got {spec[0].shape}")
+        self.image_shape = tuple(spec[0].shape.as_list())
+        self._validate_shapes()
+
+        self._data = iter(xpriv.batch(self.batch_size, drop_remainder=True).repeat()
+                          .prefetch(tf.data.AUTOTUNE))
+        self._build_optimizers()
+        self._steps = {}
+        self.iteration = 0
+
+    # -- construction -------------------------------------------------------------------------
+    def _validate_shapes(self):
+        smashed = server_in = None
+        try:
+            declared = tuple(self.s.inputs[0].shape)[1:]
+            if None not in declared:
+                server_in = declared
+        except (AttributeError, IndexError, TypeError, ValueError):
+            pass
+        for i, c in enumerate(self.clients):
+            name = f"clients[{i}] ({c.name})"
+            if isinstance(c, BadClient):
+                g_out = output_shape(c.generator, (c.latent_dim,), f"{name} generator")
+                _check_same(g_out, self.image_shape, f"{name} generator",
+                            "the client input (image) shape")
+            a = output_shape(c.f, self.image_shape, f"{name} f")
+            if server_in is None:
+                server_in = a
+            _check_same(a, server_in, f"{name} f", "the server input shape")
+            smashed = a
+        self.smashed_shape = smashed
+        self.server_out_shape = output_shape(self.s, smashed, "server s")
+        logits = None
+        for i, c in enumerate(self.clients):
+            name = f"clients[{i}] ({c.name})"
+            out = output_shape(c.ff, self.server_out_shape, f"{name} ff")
+            if len(out) != 1:
+                raise ValueError(f"{name} ff must output logits [batch, classes], got shape {_fmt((None,) + out)}")
+            if logits is None:
+                logits = out
+            _check_same(out, logits, f"{name} ff", "the logits shape of clients[0]")
+            if isinstance(c, BadClient) and c.fake_class >= out[0]:
+                raise ValueError(f"{name} fake_class {c.fake_class} needs ff with more than "
+                                 f"{c.fake_class} outputs, got shape {_fmt((None,) + out)}")
+        self.num_classes = logits[0]
+
+    def _groups(self):
+        groups = []
+        for c in self.clients:
+            for phase in c.phases():
+                groups.append(_unique(list(self.s.trainable_variables) + c.trainable_variables(phase)))
+        return groups
+
+    def _build_optimizers(self):
+        self._opt_by_group = {}
+        if self.optimizer_mode == "shared":
+            union = _unique([v for g in self._groups() for v in g])
+            self.optimizer = keras.optimizers.Adam(self.learning_rate)
+            self.optimizer.build(union)
+            self.optimizers = [self.optimizer]
+        else:
+            self.optimizer = None
+            self.optimizers = []
+            for g in self._groups():
+                key = tuple(sorted(id(v) for v in g))
+                if key not in self._opt_by_group:
+                    opt = keras.optimizers.Adam(self.learning_rate)
+                    opt.build(g)
+                    self._opt_by_group[key] = opt
+                    self.optimizers.append(opt)
+
+    def optimizer_for(self, variables):
+        """The optimizer that updates the given variable group."""
+        if self.optimizer_mode == "shared":
+            return self.optimizer
+        return self._opt_by_group[tuple(sorted(id(v) for v in _unique(variables)))]
+
+    # -- one step ---------------------------------------------------------------------------------
+    def _server_forward(self, a):
+        if self.server_training is None:
+            return self.s(a)
+        return self.s(a, training=self.server_training)
+
+    def step_variables(self, client, phase):
+        """Variables trained by a step of ``client`` in ``phase``: the server's plus the client's group."""
+        return _unique(list(self.s.trainable_variables) + client.trainable_variables(phase))
+
+    def compute_gradients(self, client, inputs, labels=None, phase=HONEST):
+        """Forward/backward of one step without applying it: returns ``(loss, grads, variables)``."""
+        variables = self.step_variables(client, phase)
+        with tf.GradientTape() as tape:
+            a = client.step0(inputs, phase)
+            out = self._server_forward(a)
+            loss = client.step1(out, labels, phase)
+        grads = tape.gradient(loss, variables)
+        return loss, grads, variables
+
+    def _make_step(self, client, phase):
+        variables = self.step_variables(client, phase)
+        opt = self.optimizer_for(variables)
+
+        def step(inputs, labels):
+            loss, grads, _ = self.compute_gradients(client, inputs, labels, phase)
+            opt.apply_gradients(zip(grads, variables))
+            return loss
+
+        return step if self.run_eagerly else tf.function(step)
+
+    def train_step(self, client, inputs, labels=None, phase=HONEST):
+        """One split-learning step of ``client`` (one optimizer update); returns the loss tensor."""
+        key = client.step_key(phase)
+        fn = self._steps.get(key)
+        if fn is None:
+            fn = self._steps[key] = self._make_step(client, phase)
+        return fn(inputs, labels)
+
+    def next_batch(self):
+        """Next (x, y) batch of the shared honest-client iterator."""
+        return next(self._data)
+
+    # -- training loop ----------------------------------------------------------------------------
+    def __call__(self, iterations, callback=None, callback_every=None, verbose=False):
+        """Run ``iterations`` iterations; return ``(honest_losses, generator_losses)`` as float lists.
+
+        ``callback(server, iteration)`` is called after every ``callback_every`` iterations (counted
+        on the running counter :attr:`iteration`) and after the last one.
+        """
+        if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) or iterations < 0:
+            raise ValueError(f"iterations must be a non-negative integer, got {iterations!r}")
+        if callback_every is not None and (not isinstance(callback_every, numbers.Integral)
+                                           or callback_every < 1):
+            raise ValueError(f"callback_every must be a positive integer, got {callback_every!r}")
+        honest, gen = [], []
+        t0 = time.perf_counter()
+        for _ in range(int(iterations)):
+            it = self.iteration
+            for c in self.clients:
+                if isinstance(c, BadClient):
+                    phase = c.phase_for(it)
+                    loss = self.train_step(c, c.sample_noise(self.batch_size), None, phase)
+                    if phase == GENERATOR:
+                        gen.append(loss)
+                else:
+                    x, y = self.next_batch()
+                    honest.append(self.train_step(c, x, y, HONEST))
+            self.iteration += 1
+            done = self.iteration
+            last = _ == iterations - 1
+            if verbose and (last or (callback_every and done % callback_every == 0)):
+                rate = (_ + 1) / (time.perf_counter() - t0)
+                print(f"iteration {done}: {rate:.2f} it/s", flush=True)
+            if callback is not None and (last or (callback_every and done % callback_every == 0)):
+                callback(self, done)
+        # one device-to-host transfer per list instead of one per step
+        return ([float(v) for v in tf.stack(honest).numpy()] if honest else [],
+                [float(v) for v in tf.stack(gen).numpy()] if gen else [])
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def predict_logits(self, x, client=0, batch_size=1000):
+        """Inference-mode logits of ``f -> s -> ff`` of ``clients[client]`` (NumPy)."""
+        c = self.clients[client]
+        out = []
+        for i in range(0, len(x), batch_size):
+            a = c.f(x[i:i + batch_size], training=False)
+            out.append(c.ff(self.s(a, training=False), training=False).numpy())
+        return np.concatenate(out, axis=0)
+
+    def accuracy(self, x, y, client=0, batch_size=1000):
+        """Fraction of ``x`` whose argmax over all outputs equals ``y``."""
+        pred = self.predict_logits(x, client=client, batch_size=batch_size).argmax(axis=1)
+        return float(np.mean(pred == np.asarray(y).astype(np.int64)))
+
+
+def build_attack(honest_clients=10, target_class=1, gradient_factor=GRADIENT_FACTOR, batch_size=256,
+                 learning_rate=1e-4, optimizer="shared", seed=None, xpriv=None, run_eagerly=False,
+                 deterministic=False):
+    """The original notebook's set-up: one shared ``f``, ``ff`` and ``G``; clients =
+    [malicious] + ``honest_clients`` honest ones; MNIST training split; returns the :class:`Server`.
+
+    ``seed`` seeds model initialisation (``splitnn.utils.set_seed``), the data order and the
+    attacker's noise; the original has no seed.
+    """
+    if isinstance(honest_clients, bool) or not isinstance(honest_clients, numbers.Integral) or honest_clients < 0:
+        raise ValueError(f"honest_clients must be a non-negative integer, got {honest_clients!r}")
+    if seed is not None:
+        from splitnn import utils
+        utils.set_seed(int(seed), deterministic=deterministic)
+    if xpriv is None:
+        from .dataset import load_mnist
+        xpriv, _ = load_mnist(seed=seed)
+    f, ff, g = archs.make_f(), archs.make_ff(), archs.make_generator()
+    bad = BadClient(f, ff, g, target_class, gradient_factor=gradient_factor,
+                    seed=None if seed is None else int(seed) + 1, name="malicious")
+    clients = [bad] + [Client(f, ff, name=f"honest{i}") for i in range(int(honest_clients))]
+    return Server(archs.make_s, clients, xpriv, batch_size, learning_rate=learning_rate,
+                  optimizer=optimizer, run_eagerly=run_eagerly)

@@ -1,0 +1,553 @@
+"""Tests of the client-side GAN attack (ClientSideAttack/, spec fsha.md §9, §12 rows 19-22, §14.9).
+
+CPU only; the whole file takes ~50 s on two idle cores (~100 s on a busy shared machine; the judge
+recipe test alone trains the judge classifier for 15-30 s). The MNIST tests need the offline data
+(SPLITNN_DATA_DIR) and are skipped without it.
+"""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ClientSideAttack import (FAKE_CLASS, GENERATOR, HONEST, JUDGE_VERSION, POISON, BadClient, Client,
+                              Judge, Server, archs, build_attack, scale_down, scale_up)
+from ClientSideAttack.dataset import load_mnist, load_mnist_arrays, preprocess
+from ClientSideAttack.server import output_shape
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+def _fake_data(n=64, shape=(28, 28, 1), seed=0):
+    rng = np.random.RandomState(seed)
+    return rng.uniform(-1, 1, (n,) + shape).astype(np.float32), rng.randint(0, 10, n).astype(np.uint8)
+
+
+def _setup(honest=1, batch=8, factor=1e5, optimizer="shared", run_eagerly=True, seed=0, data=None):
+    keras.utils.set_random_seed(seed)
+    f, ff, g, s = archs.make_f(), archs.make_ff(), archs.make_generator(), archs.make_s()
+    bad = BadClient(f, ff, g, target_class=1, gradient_factor=factor, seed=seed + 1)
+    clients = [bad] + [Client(f, ff, name=f"honest{i}") for i in range(honest)]
+    srv = Server(s, clients, data if data is not None else _fake_data(), batch,
+                 optimizer=optimizer, run_eagerly=run_eagerly, seed=seed)
+    return srv, bad
+
+
+def _snapshot(srv, extra_models=()):
+    variables, seen = [], set()
+    models = [srv.s] + [m for c in srv.clients for m in c.models().values()] + list(extra_models)
+    for v in [v for m in models for v in m.variables] + [v for o in srv.optimizers for v in o.variables]:
+        if id(v) not in seen:
+            seen.add(id(v))
+            variables.append(v)
+    return [(v, v.numpy().copy()) for v in variables]
+
+
+def _restore(snap):
+    for v, value in snap:
+        v.assign(value)
+
+
+def _values(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def _delta(before, variables):
+    """Flattened float64 difference (after - before)."""
+    return np.concatenate([(v.numpy().astype(np.float64) - b.astype(np.float64)).ravel()
+                           for v, b in zip(variables, before)])
+
+
+def _norm(grads):
+    return float(np.sqrt(sum(np.sum(np.square(np.asarray(g, np.float64))) for g in grads)))
+
+
+@pytest.fixture
+def float64():
+    """Run the models in float64 so that 1e-5-relative parameter changes are resolvable."""
+    old, old_policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(old)
+        keras.config.set_dtype_policy(old_policy)
+
+
+def _have_mnist():
+    d = os.environ.get("SPLITNN_DATA_DIR")
+    return bool(d) and os.path.exists(os.path.join(d, "mnist"))
+
+
+needs_mnist = pytest.mark.skipif(not _have_mnist(), reason="offline MNIST (SPLITNN_DATA_DIR) not available")
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist_arrays()
+
+
+# --------------------------------------------------------------------------------------------
+# gradient scaling ops (§9.3)
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("factor", [1e5, 3.0, 0.25])
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_scale_ops_identity_forward_and_exact_gradient_factor(factor, dtype, compiled):
+    rng = np.random.RandomState(0)
+    x = tf.constant(rng.randn(4, 5), dtype)
+    w = tf.constant(rng.randn(4, 5), dtype)
+
+    def run(x):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            up, down = scale_up(x, factor), scale_down(x, factor)
+            lu, ld = tf.reduce_sum(up * w), tf.reduce_sum(down * w)
+        return up, down, tape.gradient(lu, x), tape.gradient(ld, x)
+
+    up, down, gu, gd = (tf.function(run) if compiled else run)(x)
+    np.testing.assert_array_equal(up.numpy(), x.numpy())
+    np.testing.assert_array_equal(down.numpy(), x.numpy())
+    npd = dtype.as_numpy_dtype
+    np.testing.assert_array_equal(gu.numpy(), w.numpy() * npd(factor))
+    np.testing.assert_array_equal(gd.numpy(), w.numpy() / npd(factor))
+
+
+def test_scale_ops_cancel_through_a_linear_server():
+    """The malicious client's sandwich: down-scaled gradient reaches the server weights; the
+    gradient arriving below the server is back at full size."""
+    rng = np.random.RandomState(1)
+    a = tf.constant(rng.randn(3, 4), tf.float64)
+    W = tf.Variable(rng.randn(4, 2))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(a)
+        loss_scaled = tf.reduce_sum(scale_down(scale_up(a, 1e5) @ W, 1e5) ** 2)
+        loss_plain = tf.reduce_sum((a @ W) ** 2)
+    np.testing.assert_allclose(tape.gradient(loss_scaled, W), tape.gradient(loss_plain, W) / 1e5, rtol=1e-12)
+    np.testing.assert_allclose(tape.gradient(loss_scaled, a), tape.gradient(loss_plain, a), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# architectures, data, validation
+# --------------------------------------------------------------------------------------------
+
+def test_architecture_shapes_and_parameter_counts():
+    expected = [
+        (archs.make_generator, (None, 100), (None, 28, 28, 1), 2_330_944),
+        (archs.make_f, (None, 28, 28, 1), (None, 14, 14, 64), 1_664),
+        (archs.make_s, (None, 14, 14, 64), (None, 7, 7, 128), 204_928),
+        (archs.make_ff, (None, 7, 7, 128), (None, 11), 69_003),
+    ]
+    for make, ins, outs, params in expected:
+        m = make()
+        assert tuple(m.inputs[0].shape) == ins
+        assert m.output_shape == outs
+        assert m.count_params() == params, m.name
+    g = archs.make_generator()
+    assert g.layers[-1].activation.__name__ == "tanh"
+    assert all(getattr(layer, "use_bias", False) is False for layer in g.layers
+               if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2DTranspose)))
+    assert [l.negative_slope for l in g.layers if isinstance(l, keras.layers.LeakyReLU)] == [0.3] * 3
+    assert archs.NUM_CLASSES == 11 and FAKE_CLASS == 10
+
+
+def test_preprocess_scaling():
+    x = preprocess(np.array([[[0, 255], [127, 128]]], np.uint8))
+    assert x.shape == (1, 2, 2, 1) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0, :, :, 0], [[-1, 1], [127 / 127.5 - 1, 128 / 127.5 - 1]], atol=1e-7)
+
+
+@needs_mnist
+def test_load_mnist_streams():
+    xpriv, xtest = load_mnist(seed=0)
+    assert xpriv.element_spec[0].shape == (28, 28, 1)
+    assert xpriv.element_spec[1].dtype == tf.uint8
+    x, _ = next(iter(xpriv))
+    assert -1.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 1.0
+    assert int(xtest.cardinality()) == 10_000
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(target_class=10), "target_class"),
+    (dict(target_class=-1), "target_class"),
+    (dict(target_class=1.5), "target_class"),
+    (dict(target_class=True), "target_class"),
+    (dict(gradient_factor=0), "gradient_factor"),
+    (dict(gradient_factor=-1e5), "gradient_factor"),
+    (dict(gradient_factor=float("nan")), "gradient_factor"),
+    (dict(gradient_factor=float("inf")), "gradient_factor"),
+    (dict(gradient_factor="1e5"), "gradient_factor"),
+])
+def test_bad_client_parameter_validation(kwargs, match):
+    args = dict(target_class=1, gradient_factor=1e5)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        BadClient(archs.make_f(), archs.make_ff(), archs.make_generator(), **args)
+
+
+def test_scale_op_and_builder_validation():
+    with pytest.raises(ValueError, match="gradient_factor"):
+        scale_up(tf.ones(2), 0.0)
+    with pytest.raises(ValueError, match="honest_clients"):
+        build_attack(honest_clients=-1, xpriv=_fake_data())
+    with pytest.raises(ValueError, match="target_class"):
+        build_attack(honest_clients=1, target_class=11, xpriv=_fake_data())
+
+
+def test_server_argument_validation():
+    f, ff, s = archs.make_f(), archs.make_ff(), archs.make_s()
+    data = _fake_data()
+    with pytest.raises(ValueError, match="batch_size"):
+        Server(s, [Client(f, ff)], data, 0)
+    with pytest.raises(ValueError, match="optimizer"):
+        Server(s, [Client(f, ff)], data, 8, optimizer="adam")
+    with pytest.raises(ValueError, match="at least one client"):
+        Server(s, [], data, 8)
+    with pytest.raises(TypeError, match="Client"):
+        Server(s, [f], data, 8)
+    srv = Server(archs.make_s, [Client(f, ff)], data, 8)  # a factory, as in the original
+    with pytest.raises(ValueError, match="iterations"):
+        srv(-1)
+
+
+def _expect_shapes(exc_info, *shapes):
+    msg = str(exc_info.value)
+    for shape in shapes:
+        assert shape in msg, f"{shape} not in error message: {msg}"
+
+
+def test_user_models_with_wrong_shapes_are_rejected_clearly():
+    data = _fake_data()
+    f, ff, s, g = archs.make_f(), archs.make_ff(), archs.make_s(), archs.make_generator()
+
+    # server expecting 32 channels, f giving 64
+    bad_s = keras.Sequential([keras.Input((14, 14, 32)), keras.layers.Conv2D(128, 5, 2, "same")])
+    with pytest.raises(ValueError) as e:
+        Server(bad_s, [Client(f, ff)], data, 8)
+    _expect_shapes(e, "(None, 14, 14, 64)", "(None, 14, 14, 32)")
+
+    # an honest client whose f gives a different smashed shape than the others
+    f32 = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(32, 5, 2, "same")])
+    with pytest.raises(ValueError) as e:
+        Server(s, [Client(f, ff), Client(f32, ff)], data, 8)
+    _expect_shapes(e, "(None, 14, 14, 32)", "(None, 14, 14, 64)")
+
+    # head expecting a different server output
+    ff_small = keras.Sequential([keras.Input((7, 7, 64)), keras.layers.Flatten(), keras.layers.Dense(11)])
+    with pytest.raises(ValueError) as e:
+        Server(s, [Client(f, ff_small)], data, 8)
+    _expect_shapes(e, "(None, 7, 7, 64)", "(None, 7, 7, 128)")
+
+    # honest heads disagreeing on the number of classes
+    ff10 = archs.make_ff(num_classes=10)
+    with pytest.raises(ValueError) as e:
+        Server(s, [Client(f, ff), Client(f, ff10)], data, 8)
+    _expect_shapes(e, "(None, 10)", "(None, 11)")
+
+    # a head without the fake class
+    with pytest.raises(ValueError, match="fake_class 10") as e:
+        Server(s, [BadClient(f, ff10, g, 1)], data, 8)
+    _expect_shapes(e, "(None, 10)")
+
+    # generator producing 32x32 images
+    g32 = keras.Sequential([keras.Input((100,)), keras.layers.Dense(32 * 32), keras.layers.Reshape((32, 32, 1))])
+    with pytest.raises(ValueError) as e:
+        Server(s, [BadClient(f, ff, g32, 1)], data, 8)
+    _expect_shapes(e, "(None, 32, 32, 1)", "(None, 28, 28, 1)")
+
+    # data that does not fit f
+    with pytest.raises(ValueError) as e:
+        Server(s, [Client(f, ff)], _fake_data(shape=(32, 32, 3)), 8)
+    _expect_shapes(e, "(None, 28, 28, 1)", "(None, 32, 32, 3)")
+
+    # a compatible user-supplied server (different internals, same shapes) is accepted
+    s2 = keras.Sequential([keras.Input((14, 14, 64)), keras.layers.Conv2D(128, 3, 2, "same"), keras.layers.ReLU()])
+    srv = Server(s2, [BadClient(f, ff, g, 3), Client(f, ff)], data, 8)
+    assert srv.smashed_shape == (14, 14, 64) and srv.server_out_shape == (7, 7, 128)
+    assert srv.num_classes == 11
+    assert output_shape(f, (28, 28, 1), "f") == (14, 14, 64)
+
+
+# --------------------------------------------------------------------------------------------
+# optimizer (§9.7) and step isolation (§14.9)
+# --------------------------------------------------------------------------------------------
+
+def test_shared_optimizer_is_built_on_the_union_and_accepts_subsets():
+    srv, bad = _setup(honest=2, run_eagerly=False)
+    union = {id(v) for v in srv.s.trainable_variables + bad.f.trainable_variables
+             + bad.ff.trainable_variables + bad.generator.trainable_variables}
+    assert len(srv.optimizers) == 1
+    opt = srv.optimizer
+    assert opt.built
+    # one momentum + one velocity per variable of the union, plus iteration and learning rate
+    assert len(opt.variables) == 2 * len(union) + 2
+    assert float(opt.learning_rate) == pytest.approx(1e-4)
+    honest_losses, g_losses = srv(2)
+    assert len(honest_losses) == 4 and len(g_losses) == 1
+    assert all(np.isfinite(honest_losses + g_losses))
+    # 2 iterations x (1 malicious + 2 honest) steps, one iteration counter for everything
+    assert int(opt.iterations) == 6
+    # honest clients sharing f/ff share one compiled step; the malicious client has two
+    assert len(srv._steps) == 3
+
+
+def test_keras3_rejects_one_optimizer_on_different_variable_sets():
+    """The breakage the shared optimizer works around (spec §9.7, §11 Keras-3 item 2)."""
+    a, b = tf.Variable([1.0]), tf.Variable([2.0])
+    opt = keras.optimizers.Adam(1e-4)
+    opt.apply_gradients([(tf.ones(1), a)])
+    with pytest.raises(ValueError, match="Unknown variable"):
+        opt.apply_gradients([(tf.ones(1), b)])
+
+
+def test_per_group_option_builds_one_optimizer_per_variable_set():
+    srv, bad = _setup(honest=1, optimizer="per_group")
+    assert srv.optimizer is None and len(srv.optimizers) == 2
+    g_opt = srv.optimizer_for(srv.step_variables(bad, GENERATOR))
+    h_opt = srv.optimizer_for(srv.step_variables(srv.clients[1], HONEST))
+    assert g_opt is not h_opt
+    assert h_opt is srv.optimizer_for(srv.step_variables(bad, POISON))
+    srv(2)
+    assert int(g_opt.iterations) == 1 and int(h_opt.iterations) == 3
+
+
+def test_generator_step_leaves_f_and_ff_unchanged_and_trains_g():
+    srv, bad = _setup()
+    srv(2)  # populate moments
+    f_ff = bad.f.trainable_variables + bad.ff.trainable_variables
+    before_fff, before_g = _values(f_ff), _values(bad.generator.trainable_variables)
+    before_s = _values(srv.s.trainable_variables)
+    srv.train_step(bad, bad.sample_noise(8), None, GENERATOR)
+    for v, b in zip(f_ff, before_fff):
+        np.testing.assert_array_equal(v.numpy(), b)
+    assert np.abs(_delta(before_g, bad.generator.trainable_variables)).max() > 0
+    assert np.abs(_delta(before_s, srv.s.trainable_variables)).max() > 0  # the server does move
+    assert {id(v) for v in srv.step_variables(bad, GENERATOR)} == {
+        id(v) for v in srv.s.trainable_variables + bad.generator.trainable_variables}
+
+
+def test_poisoning_step_leaves_generator_weights_unchanged():
+    srv, bad = _setup()
+    srv(2)
+    g_vars = bad.generator.trainable_variables
+    before_g = _values(g_vars)
+    before_stats = _values(bad.generator.non_trainable_variables)
+    f_ff = bad.f.trainable_variables + bad.ff.trainable_variables
+    before_fff = _values(f_ff)
+    srv.train_step(bad, bad.sample_noise(8), None, POISON)
+    for v, b in zip(g_vars, before_g):
+        np.testing.assert_array_equal(v.numpy(), b)
+    assert np.abs(_delta(before_fff, f_ff)).max() > 0
+    # faithful: G runs in training mode, so its BatchNorm statistics still update
+    assert np.abs(_delta(before_stats, bad.generator.non_trainable_variables)).max() > 0
+
+
+def test_poisoning_step_uses_fake_class_and_generator_step_the_target():
+    srv, bad = _setup()
+    z = bad.sample_noise(8)
+    out = tf.zeros((8,) + srv.server_out_shape)
+    logits = bad.ff(out, training=True)
+    ce = lambda label: float(tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(  # noqa: E731
+        tf.fill([8], label), logits, from_logits=True)))
+    assert float(bad.step1(out, None, POISON)) == pytest.approx(ce(10), rel=1e-6)
+    assert float(bad.step1(out, None, GENERATOR)) == pytest.approx(ce(1), rel=1e-6)
+    assert z.shape == (8, 100)
+
+
+def test_server_is_called_without_training_flag_so_dropout_is_inactive():
+    srv, _ = _setup()
+    a = tf.random.normal((4,) + srv.smashed_shape)
+    np.testing.assert_array_equal(srv._server_forward(a).numpy(), srv.s(a, training=False).numpy())
+    assert not np.array_equal(srv.s(a, training=True).numpy(), srv.s(a, training=False).numpy())
+
+
+def test_schedule_malicious_first_alternating_and_shared_iterator():
+    srv, bad = _setup(honest=3)
+    calls = []
+    srv.train_step = lambda client, inputs, labels=None, phase=HONEST: (
+        calls.append((client.name, phase, None if labels is None else labels.numpy().tolist()))
+        or tf.constant(0.0))
+    _, y = _fake_data()  # the data _setup used
+    honest, gen = srv(3)
+    assert [c[:2] for c in calls] == [
+        ("BadClient", GENERATOR), ("honest0", HONEST), ("honest1", HONEST), ("honest2", HONEST),
+        ("BadClient", POISON), ("honest0", HONEST), ("honest1", HONEST), ("honest2", HONEST),
+        ("BadClient", GENERATOR), ("honest0", HONEST), ("honest1", HONEST), ("honest2", HONEST)]
+    assert len(honest) == 9 and len(gen) == 2
+    # honest clients consume consecutive batches of one shared stream (no per-client partition):
+    # the first 8 batches of 8 cover all 64 examples exactly once
+    labels = np.concatenate([c[2] for c in calls if c[1] == HONEST][:8])
+    assert sorted(labels.tolist()) == sorted(y.tolist())
+    # the parity follows the running counter across calls
+    calls.clear()
+    srv(1)
+    assert calls[0][:2] == ("BadClient", POISON)
+
+
+def test_generator_step_barely_moves_the_server_with_the_shared_optimizer(float64):
+    """A G-step's own contribution to the server update is ~1/factor of an honest step's, while G
+    receives the same gradient as without scaling (float64, moments populated by earlier steps).
+
+    Note: with Adam, *any* step also moves the server by the momentum carried over from earlier
+    (honest) steps; the original legacy optimizer does the same. The contribution of the step's
+    own gradient is isolated by subtracting a zero-gradient step taken from the same state.
+    """
+    srv, bad = _setup(batch=16)
+    srv(3)  # G-, poisoning- and honest steps: the shared server moments now hold normal gradients
+    unscaled = BadClient(bad.f, bad.ff, bad.generator, 1, gradient_factor=1.0, seed=5)
+    honest = srv.clients[1]
+    s_vars, g_vars = srv.s.trainable_variables, bad.generator.trainable_variables
+    z = bad.sample_noise(16)
+    x, y = srv.next_batch()
+    snap = _snapshot(srv)
+
+    def run(step):
+        _restore(snap)
+        s0, g0 = _values(s_vars), _values(g_vars)
+        step()
+        return _delta(s0, s_vars), _delta(g0, g_vars)
+
+    # gradients: the server gets exactly 1/factor of the unscaled gradient; G the same gradient
+    _restore(snap)
+    _, grads_scaled, variables = srv.compute_gradients(bad, z, None, GENERATOR)
+    _restore(snap)
+    _, grads_plain, _ = srv.compute_gradients(unscaled, z, None, GENERATOR)
+    assert all(v.dtype == "float64" for v in variables)
+    n_s = len(s_vars)
+    for gs, gp in zip(grads_scaled[:n_s], grads_plain[:n_s]):
+        gp = gp.numpy() / 1e5
+        np.testing.assert_allclose(gs.numpy(), gp, rtol=0, atol=1e-12 * np.abs(gp).max())
+    for gs, gp in zip(grads_scaled[n_s:], grads_plain[n_s:]):
+        gp = gp.numpy()
+        np.testing.assert_allclose(gs.numpy(), gp, rtol=0, atol=1e-12 * np.abs(gp).max())
+    assert _norm(grads_scaled[n_s:]) > 1e-3  # a normal-size generator gradient
+
+    zero_vars = srv.step_variables(bad, GENERATOR)
+    d0_s, _ = run(lambda: srv.optimizer.apply_gradients([(tf.zeros_like(v), v) for v in zero_vars]))
+    dg_s, dg_g = run(lambda: srv.train_step(bad, z, None, GENERATOR))
+    dp_s, dp_g = run(lambda: srv.train_step(unscaled, z, None, GENERATOR))
+    dh_s, _ = run(lambda: srv.train_step(honest, x, y, HONEST))
+
+    own_g = np.linalg.norm(dg_s - d0_s)      # server change caused by the G-step's gradient
+    own_plain = np.linalg.norm(dp_s - d0_s)  # same without gradient scaling
+    own_h = np.linalg.norm(dh_s - d0_s)      # server change caused by an honest step's gradient
+    print(f"shared: G-step own server change / honest = {own_g / own_h:.3g}, "
+          f"/ unscaled G-step = {own_g / own_plain:.3g}; momentum-only change / honest = "
+          f"{np.linalg.norm(d0_s) / own_h:.3g}")
+    assert own_h > 1e-5
+    assert own_g / own_h < 1e-4, own_g / own_h
+    assert 2e-6 < own_g / own_plain < 5e-5, own_g / own_plain
+    # G's update does not depend on the factor (its moments only ever see G-step gradients)
+    np.testing.assert_allclose(dg_g, dp_g, rtol=1e-6, atol=1e-15)
+    assert np.linalg.norm(dg_g) > 1e-4
+
+
+def test_separate_fresh_optimizer_would_not_keep_the_server_update_tiny(float64):
+    """Documents the deviation of optimizer="per_group" (spec §9.7): Adam is nearly scale invariant,
+    so an optimizer that only ever sees the shrunk server gradients takes normal-size steps."""
+    srv, bad = _setup(batch=16, optimizer="per_group")
+    assert srv.s.trainable_variables[0].dtype == "float64"
+    srv(3)
+    honest = srv.clients[1]
+    s_vars = srv.s.trainable_variables
+    g_opt = srv.optimizer_for(srv.step_variables(bad, GENERATOR))
+    z = bad.sample_noise(16)
+    x, y = srv.next_batch()
+    snap = _snapshot(srv)
+
+    def run(step):
+        _restore(snap)
+        s0 = _values(s_vars)
+        step()
+        return _delta(s0, s_vars)
+
+    zero_vars = srv.step_variables(bad, GENERATOR)
+    d0 = run(lambda: g_opt.apply_gradients([(tf.zeros_like(v), v) for v in zero_vars]))
+    dg = run(lambda: srv.train_step(bad, z, None, GENERATOR))
+    dh = run(lambda: srv.train_step(honest, x, y, HONEST))
+    ratio = np.linalg.norm(dg - d0) / np.linalg.norm(dh)
+    assert ratio > 1e-2, ratio  # vs < 1e-4 with the shared optimizer
+
+    # a completely fresh Adam on the G-step group: its very first server step is full-size
+    fresh = keras.optimizers.Adam(1e-4)
+    _restore(snap)
+    _, grads, variables = srv.compute_gradients(bad, z, None, GENERATOR)
+    fresh.build(variables)
+    s0 = _values(s_vars)
+    fresh.apply_gradients(zip(grads, variables))
+    fresh_ratio = np.linalg.norm(_delta(s0, s_vars)) / np.linalg.norm(dh)
+    print(f"per_group: G-step own server change / honest change = {ratio:.3g}; "
+          f"fresh Adam first G-step / honest change = {fresh_ratio:.3g}")
+    assert fresh_ratio > 1e-3, fresh_ratio  # vs < 1e-4 (in fact ~1e-5) with the shared optimizer
+
+
+# --------------------------------------------------------------------------------------------
+# MNIST: honest learning, judge, end-to-end
+# --------------------------------------------------------------------------------------------
+
+@needs_mnist
+def test_honest_training_alone_learns_mnist(mnist):
+    x_train, y_train, x_test, y_test = mnist
+    keras.utils.set_random_seed(0)
+    f, ff = archs.make_f(), archs.make_ff()
+    clients = [Client(f, ff, name=f"honest{i}") for i in range(3)]
+    srv = Server(archs.make_s(), clients, (x_train[:20000], y_train[:20000]), 32, seed=0)
+    srv(100)  # 300 honest steps at batch 32, Adam 1e-4 (the original's optimizer)
+    acc = srv.accuracy(x_test[:2000], y_test[:2000])
+    print(f"honest-only accuracy after 300 steps: {acc:.3f}")
+    assert acc > 0.8, acc
+
+
+@needs_mnist
+def test_judge_recipe_trains_fast_reaches_98_percent_and_is_cached(tmp_path, mnist):
+    """The packaged recipe (JUDGE_VERSION): well under a minute on CPU, > 98% MNIST test accuracy."""
+    x_train, y_train, x_test, y_test = mnist
+    judge = Judge.load(tmp_path, data=mnist, verbose=False)
+    print(f"judge: test accuracy {judge.test_accuracy:.4f}, trained in {judge.info['train_seconds']} s")
+    assert not judge.info["cached"]
+    assert judge.test_accuracy > 0.98
+    # ~10-20 s on two idle cores; a loose bound so that a busy shared machine does not fail it
+    assert judge.info["train_seconds"] < 120
+    assert (tmp_path / f"mnist_judge_{JUDGE_VERSION}.weights.h5").exists()
+    again = Judge.load(tmp_path, verbose=False)
+    assert again.info["cached"] and again.test_accuracy == judge.test_accuracy
+    np.testing.assert_array_equal(again.classify(x_test[:300]), judge.classify(x_test[:300]))
+    # another version key is another cache entry (it would be trained, not loaded)
+    assert not (tmp_path / "mnist_judge_other.weights.h5").exists()
+    ones = x_test[y_test == 1][:300]
+    assert judge.target_rate(ones, 1) > 0.95
+    rates = judge.rates(x_test[:500], 1)
+    assert 0 <= rates["confident_rate"] <= rates["target_rate"] <= 1
+    assert rates["target_rate"] == pytest.approx(np.mean(y_test[:500] == 1), abs=0.02)
+    assert rates["histogram"].sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="28, 28, 1"):
+        judge.classify(np.zeros((2, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match="target_class"):
+        judge.rates(ones, 10)
+
+
+@needs_mnist
+def test_tiny_end_to_end_attack_and_judge(tmp_path, mnist):
+    x_train, y_train, x_test, y_test = mnist
+    xpriv = tf.data.Dataset.from_tensor_slices((x_train[:2000], y_train[:2000])).shuffle(2000, seed=0)
+    srv = build_attack(honest_clients=2, target_class=1, batch_size=16, seed=0, xpriv=xpriv)
+    seen = []
+    honest, gen = srv(4, callback=lambda server, it: seen.append(it), callback_every=2)
+    assert seen == [2, 4]
+    assert len(honest) == 8 and len(gen) == 2 and np.all(np.isfinite(honest + gen))
+    bad = srv.clients[0]
+    stats = _values(bad.generator.non_trainable_variables)
+    samples = bad.generate(40, batch_size=20)
+    assert samples.shape == (40, 28, 28, 1) and samples.min() >= -1 and samples.max() <= 1
+    for v, b in zip(bad.generator.non_trainable_variables, stats):  # sampling has no side effect
+        np.testing.assert_array_equal(v.numpy(), b)
+    judge = Judge.load(tmp_path, version="test-e2e", data=(x_train, y_train, x_test[:500], y_test[:500]),
+                       train_subset=2000, epochs=1, verbose=False)
+    rate = judge.target_rate(samples, 1)
+    assert 0.0 <= rate <= 1.0
