@@ -27,7 +27,7 @@ import numbers
 
 import tensorflow as tf
 
-from defenses.distance_correlation import DCOR_FORMS, dcor_penalty
+from defenses import DCOR_FORMS, dcor_penalty
 from fsha.FSHA import FSHA, mse
 
 UPDATE_SCHEMES = ("two_steps", "combined")
