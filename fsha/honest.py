@@ -1,0 +1,129 @@
+"""Honest single-client split learning, the baseline FSHA hijacks (not in the original; spec §12 row 23).
+
+The client holds f and its labelled private data; the server holds s (here: a ResBlock, ReLU and a dense task head on
+the flattened features) and trains it, while f receives the task gradient. Compare its task accuracy with a
+hijacked run:
+
+* ``HonestSplitTraining(xpriv, id_setup=3)(iterations)`` then ``evaluate(xtest)``: what honest training reaches;
+* ``HonestSplitTraining(xpriv, client=attack.f, train_client=False)``: a task head trained on top of the frozen,
+  hijacked f, i.e. how much task information the hijacked features still carry (the hijacked run itself trains
+  no task model at all).
+
+Client and server each have their own Adam optimizer, as two parties would.
+"""
+
+import numbers
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from fsha import architectures
+from fsha.FSHA import _image_spec, _per_sample_output_shape, _positive_int
+from splitnn.utils import check_output_shape, set_seed
+
+
+def default_server(z_shape, num_classes=10, name='server'):
+    """Server network plus task head on features of shape ``z_shape``, producing logits."""
+    inp = keras.Input(tuple(z_shape))
+    if len(z_shape) == 3:
+        x = architectures.res_block(inp, z_shape[-1])
+        x = layers.Flatten()(layers.Activation('relu')(x))
+    else:
+        x = layers.Dense(256, activation='relu')(layers.Flatten()(inp))
+    return keras.Model(inp, layers.Dense(num_classes)(x), name=name)
+
+
+class HonestSplitTraining:
+    """Train client f and server s on private labels with cross-entropy; LOG columns (task_loss, task_accuracy)."""
+
+    LOG_COLUMNS = ('task_loss', 'task_accuracy')
+
+    def __init__(self, xpriv, id_setup=3, batch_size=64, num_classes=10, lr=1e-3, *, client=None, server=None,
+                 train_client=True, seed=None, resblock_bn=False):
+        self.batch_size = _positive_int(batch_size, 'batch_size')
+        self.num_classes = _positive_int(num_classes, 'num_classes', minimum=2)
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0:
+            raise ValueError(f'lr must be a number > 0, got {lr!r}')
+        if seed is not None:
+            set_seed(int(seed))
+        spec, self.input_shape = _image_spec(xpriv, 'xpriv')
+        if not isinstance(spec, tuple):
+            raise ValueError('xpriv must yield (image, label) pairs: honest training needs the labels')
+        self.train_client = bool(train_client)
+        self.client_dataset = xpriv.batch(self.batch_size, drop_remainder=True).repeat(-1)
+        self.f = client if client is not None else architectures.SETUPS[id_setup][0](
+            self.input_shape, resblock_bn=resblock_bn)
+        self.z_shape = _per_sample_output_shape(self.f, self.input_shape, 'client network f')
+        self.s = server if server is not None else default_server(self.z_shape, self.num_classes)
+        check_output_shape(_per_sample_output_shape(self.s, self.z_shape, 'server s'), (self.num_classes,),
+                           'server s (one logit per class)')
+        self.optimizer_client = keras.optimizers.Adam(lr)
+        self.optimizer_server = keras.optimizers.Adam(lr)
+        self.iteration = 0
+        self._iterator = None
+        self._step_fn = tf.function(self.train_step)
+        self._eval_fn = tf.function(self._correct)
+
+    @staticmethod
+    def _labels(y):
+        y = tf.convert_to_tensor(y)
+        if y.shape.rank not in (1, 2) or (y.shape.rank == 2 and y.shape[1] != 1):
+            raise ValueError(f'labels must have shape [B] or [B, 1], got {y.shape}')
+        return tf.reshape(tf.cast(y, tf.int64), [-1])
+
+    def train_step(self, x, y):
+        y = self._labels(y)
+        with tf.GradientTape(persistent=True) as tape:
+            logits = self.s(self.f(x, training=self.train_client), training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        if self.train_client:
+            grads = tape.gradient(loss, self.f.trainable_variables)
+            self.optimizer_client.apply_gradients(zip(grads, self.f.trainable_variables))
+        grads = tape.gradient(loss, self.s.trainable_variables)
+        self.optimizer_server.apply_gradients(zip(grads, self.s.trainable_variables))
+        del tape
+        accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1), y), tf.float32))
+        return loss, accuracy
+
+    def __call__(self, iterations, verbose=False, progress_bar=True, log_frequency=500):
+        """Train; LOG rows are single steps every ``log_frequency``; verbose prints the running-mean accuracy."""
+        iterations = _positive_int(iterations, 'iterations', minimum=0)
+        log_frequency = _positive_int(log_frequency, 'log_frequency')
+        if self._iterator is None:
+            self._iterator = iter(self.client_dataset)
+        start = self.iteration
+        first = -(-start // log_frequency) * log_frequency
+        LOG = np.zeros((max(0, -(-(start + iterations - first) // log_frequency)), 2))
+        bar = keras.utils.Progbar(iterations) if progress_bar and iterations else None
+        acc_mean, j = 0.0, 0
+        for i in range(iterations):
+            step = start + i
+            x, y = next(self._iterator)
+            row = np.array([float(v) for v in self._step_fn(x, y)])
+            acc_mean = row[1] if step == 0 else acc_mean + row[1] / log_frequency
+            if step % log_frequency == 0:
+                LOG[j] = row
+                j += 1
+                if verbose:
+                    print('log--%02d%%-%07d] task accuracy: %0.4f' % (int(i / iterations * 100), step, acc_mean))
+                acc_mean = 0.0
+            self.iteration = step + 1
+            if bar is not None:
+                bar.update(i + 1)
+        return LOG
+
+    def _correct(self, x, y):
+        logits = self.s(self.f(x, training=False), training=False)
+        return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), self._labels(y)), tf.float32))
+
+    def evaluate(self, dataset, batch_size=256):
+        """Task accuracy (inference mode) over an unbatched ``(image, label)`` stream."""
+        correct, total = 0.0, 0
+        for x, y in dataset.batch(batch_size):
+            correct += float(self._eval_fn(x, y))
+            total += int(x.shape[0])
+        if total == 0:
+            raise ValueError('evaluate: the dataset is empty')
+        return correct / total

@@ -1,0 +1,73 @@
+"""End-to-end FSHA runs on MNIST, small enough for a CPU (small networks, batch 32, a few hundred steps).
+
+The reference configuration (level 4, 10,000 steps) needs an accelerator; see benchmarks/fsha_mnist.py.
+"""
+import numpy as np
+import pytest
+
+from fsha import architectures, datasets, properties
+from fsha.experiments import mangled_experiment
+from fsha.FSHA import FSHA, FSHA_binary_property
+from fsha.honest import HonestSplitTraining
+from splitnn.data import load_raw
+
+# Faster than the reference rates (1e-5 / 1e-5 / 1e-4) so that a few hundred steps suffice; same losses and GP.
+HP = {'WGAN': True, 'gradient_penalty': 500.0, 'lr_f': 3e-4, 'lr_tilde': 1e-3, 'lr_D': 1e-3}
+HELD_OUT = 512
+
+
+@pytest.fixture(scope='module')
+def mnist():
+    raw = load_raw('mnist')
+    held_out = datasets.make_dataset(datasets.preprocess(raw.x_train[:HELD_OUT]), raw.y_train[:HELD_OUT],
+                                     shuffle=False)
+    xpriv = datasets.make_dataset(datasets.preprocess(raw.x_train[HELD_OUT:HELD_OUT + 20_000]),
+                                  raw.y_train[HELD_OUT:HELD_OUT + 20_000])
+    xpub = datasets.make_dataset(datasets.preprocess(raw.x_test), raw.y_test)
+    return xpriv, xpub, held_out
+
+
+def test_attack_recovers_held_out_private_images(mnist):
+    xpriv, xpub, held_out = mnist
+    attack = FSHA(xpriv, xpub, 3, 32, HP, seed=0, **architectures.small_networks())
+    before = attack.scoreAttack(held_out, progress_bar=False)
+    log = attack(400, progress_bar=False, log_frequency=100)
+    after = attack.scoreAttack(held_out, progress_bar=False)  # images f never saw, [-1, 1] scale
+    assert before > 0.6  # random f: nothing to decode (a run with f frozen stays at ~0.93)
+    assert after < 0.25 and after < 0.3 * before, (before, after, log[:, 3])
+    rec, _ = attack.attack(datasets.getImagesDS(held_out, 4))
+    assert rec.shape == (4, 32, 32, 3)
+
+    # The honest baseline on the hijacked features: a task head on top of the frozen f still learns digits.
+    probe = HonestSplitTraining(xpriv, batch_size=32, client=attack.f, train_client=False, seed=0)
+    f_weights = [w.copy() for w in attack.f.get_weights()]
+    probe(60, progress_bar=False)
+    assert all(np.array_equal(a, b) for a, b in zip(f_weights, attack.f.get_weights()))
+    assert 0 <= probe.evaluate(held_out) <= 1
+
+
+def test_honest_split_training_learns_the_task(mnist):
+    xpriv, xpub, held_out = mnist
+    honest = HonestSplitTraining(xpriv, batch_size=32, client=architectures.small_networks()['client'], seed=0)
+    log = honest(150, progress_bar=False, log_frequency=50)
+    assert log.shape == (3, 2)
+    assert honest.evaluate(held_out) > 0.7
+
+
+def test_property_inference_on_mnist_digit_below_5():
+    xpriv, xpub = properties.load_mnist_property(5)
+    nets = architectures.small_networks()
+    del nets['decoder']  # the property head takes its slot
+    attack = FSHA_binary_property(xpriv, xpub, 5, 32, HP, seed=0, **nets)
+    log = attack(400, progress_bar=False, log_frequency=100)
+    assert log.shape == (4, 5)
+    accuracy = attack.scoreAttack(xpriv.take(1024), progress_bar=False)  # the attacker's guess of the property
+    assert accuracy > 0.62, (accuracy, log)  # about 0.5 is chance; 0.70-0.77 over seeds 0-2
+
+
+def test_mangled_experiment_reports_both_errors():
+    result = mangled_experiment(0, iterations=20, batch_size=32, hparams=HP, log_frequency=10, verbose=False,
+                                eval_examples=256, seed=0, **architectures.small_networks())
+    assert result.class_removed == 0 and result.log.shape == (2, 4)
+    assert np.isfinite([result.removed_class_mse, result.other_classes_mse]).all()
+    assert 'removed class' in result.summary()

@@ -1,0 +1,326 @@
+"""FSHA class: validation, update isolation, logging, checkpoints (tiny synthetic data, small networks)."""
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fsha import architectures
+from fsha.FSHA import FSHA, adversarial_losses, mse
+
+IMG = (16, 16, 3)
+BATCH = 8
+HP = {'WGAN': True, 'gradient_penalty': 500.0, 'lr_f': 1e-3, 'lr_tilde': 1e-3, 'lr_D': 1e-3}
+
+
+def stream(n, seed, shuffle=False):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, size=(n,) + IMG).astype(np.float32)
+    y = rng.integers(0, 10, size=n).astype(np.uint8)
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    return ds.shuffle(n) if shuffle else ds
+
+
+def nets():
+    return architectures.small_networks(IMG, width=4, z_channels=8, critic_width=8)
+
+
+def make(hparams=HP, n=64, **kw):
+    options = nets()
+    options.update(kw)
+    return FSHA(stream(n, 0), stream(n, 1), 3, BATCH, hparams, **options)
+
+
+def batch(seed):
+    x, y = next(iter(stream(BATCH, seed).batch(BATCH)))
+    return x, y
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+@pytest.mark.parametrize('bad, match', [
+    ({k: v for k, v in HP.items() if k != 'WGAN'}, "missing \\['WGAN'\\]"),
+    (dict(HP, lr_f=0.0), "lr_f"),
+    (dict(HP, lr_D=-1e-4), "lr_D"),
+    (dict(HP, lr_tilde='1e-5'), "lr_tilde"),
+    (dict(HP, lr_f=float('nan')), "lr_f"),
+    (dict(HP, WGAN='False'), "WGAN"),
+    (dict(HP, gradient_penalty=-1.0), "gradient_penalty"),
+])
+def test_bad_hparams(bad, match):
+    with pytest.raises(ValueError, match=match):
+        make(bad)
+
+
+@pytest.mark.parametrize('id_setup', [7, -1, True, 3.0])
+def test_bad_id_setup(id_setup):
+    with pytest.raises(ValueError, match='id_setup'):
+        FSHA(stream(16, 0), stream(16, 1), id_setup, BATCH, HP)
+
+
+@pytest.mark.parametrize('batch_size', [0, -3, 2.5])
+def test_bad_batch_size(batch_size):
+    with pytest.raises(ValueError, match='batch_size'):
+        FSHA(stream(16, 0), stream(16, 1), 3, batch_size, HP)
+
+
+def test_level5_setup_raises():
+    with pytest.raises(ValueError, match='level 5'):
+        FSHA(stream(16, 0), stream(16, 1), 4, BATCH, HP)
+
+
+def test_unknown_option_and_bad_choices():
+    with pytest.raises(TypeError, match='unknown options'):
+        make(gp_normm='per_sample')
+    with pytest.raises(ValueError, match='gp_norm'):
+        make(gp_norm='l2')
+    with pytest.raises(ValueError, match='architecture'):
+        make(dict(HP, architecture='paper'))
+
+
+def test_user_client_with_wrong_output_shape():
+    client = keras.Sequential([keras.Input(IMG), keras.layers.Conv2D(5, 3, strides=2, padding='same')])
+    with pytest.raises(ValueError) as err:
+        make(client=client)
+    assert '(8, 8, 5)' in str(err.value) and '(4, 4, 8)' in str(err.value)
+
+
+def test_builtin_pilot_must_match_user_client():
+    client = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(7, 3, strides=8, padding='same')])
+    xs = tf.data.Dataset.from_tensor_slices((np.zeros((16, 32, 32, 3), np.float32), np.zeros(16, np.uint8)))
+    with pytest.raises(ValueError) as err:
+        FSHA(xs, xs, 3, BATCH, HP, client=client)  # built-in level-4 pilot outputs (4, 4, 256)
+    assert '(4, 4, 7)' in str(err.value) and '(4, 4, 256)' in str(err.value)
+
+
+def test_wrong_decoder_and_discriminator_shapes():
+    z = (4, 4, 8)
+    bad_decoder = keras.Sequential([keras.Input(z), keras.layers.Conv2DTranspose(3, 3, strides=2, padding='same')])
+    with pytest.raises(ValueError) as err:
+        make(decoder=bad_decoder)
+    assert '(8, 8, 3)' in str(err.value) and '(16, 16, 3)' in str(err.value)
+    bad_D = keras.Sequential([keras.Input(z), keras.layers.Flatten(), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r'\(2,\)'):
+        make(discriminator=bad_D)
+
+
+def test_options_from_hparams_and_keywords():
+    m = make(dict(HP, gp_norm='per_sample', architecture='notebook'))
+    assert (m.gp_norm, m.options['architecture']) == ('per_sample', 'notebook')
+    m = make(dict(HP, gp_norm='per_sample'), gp_norm='per_channel')  # keyword wins
+    assert m.gp_norm == 'per_channel'
+    assert make({k: v for k, v in HP.items() if k != 'gradient_penalty'}).gp_weight is None
+
+
+# ---------------------------------------------------------------------------------------- the step
+
+def snapshot(model):
+    return [v.numpy().copy() for v in model.trainable_variables]
+
+
+def sgd(m):
+    # SGD(1) makes each update equal to minus the gradient the step applied.
+    m.optimizer0, m.optimizer1, m.optimizer2 = (keras.optimizers.SGD(1.0) for _ in range(3))
+
+
+def grads(loss_fn, variables):
+    with tf.GradientTape() as tape:
+        loss = loss_fn()
+    return [g.numpy() for g in tape.gradient(loss, variables)]
+
+
+def assert_update(before, model, gradients):
+    for b, v, g in zip(before, model.trainable_variables, gradients):
+        np.testing.assert_allclose(v.numpy() - b, -g, rtol=1e-4, atol=1e-6)
+
+
+def test_update_isolation():
+    m = make()
+    sgd(m)
+    (xp, yp), (xq, yq) = batch(10), batch(11)
+    f0, p0, dec0, D0 = snapshot(m.f), snapshot(m.tilde_f), snapshot(m.decoder), snapshot(m.D)
+    f_vars, ae_vars, D_vars = (m.f.trainable_variables, m.tilde_f.trainable_variables + m.decoder.trainable_variables,
+                               m.D.trainable_variables)
+
+    def losses():
+        zp, zq = m.f(xp, training=True), m.tilde_f(xq, training=True)
+        return adversarial_losses(m.D(zp), m.D(zq), wgan=True) + (mse(xq, m.decoder(zq)),)
+
+    def d_loss_with_gp():
+        zp, zq = m.f(xp, training=True), m.tilde_f(xq, training=True)
+        return m.critic_losses(zp, zq, m.D(zp), m.D(zq))[1]
+
+    g_f = grads(lambda: losses()[0], f_vars)
+    g_f_from_d = grads(lambda: losses()[1], f_vars)
+    g_ae = grads(lambda: losses()[2], ae_vars)
+    rng_state = m._rng.state.numpy()
+    g_D = grads(d_loss_with_gp, D_vars)
+    g_D_plus_f = grads(lambda: d_loss_with_gp() + losses()[0], D_vars)
+    m._rng.reset(rng_state)  # the step draws the same interpolation coefficients
+
+    out = m.train_step(xp, xq, yp, yq)
+    assert len(out) == 4 and all(np.isfinite(float(v)) for v in out)
+    assert_update(f0, m.f, g_f)  # f: only f_loss
+    assert not all(np.allclose(a, b) for a, b in zip(g_f, g_f_from_d))
+    assert_update(p0 + dec0, m.tilde_f, g_ae[:len(p0)])
+    assert_update(dec0, m.decoder, g_ae[len(p0):])
+    assert_update(D0, m.D, g_D)  # D: D_loss incl. 500 * GP, never f_loss
+    assert not all(np.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(g_D, g_D_plus_f))
+
+
+def test_decoder_and_pilot_never_see_private_data():
+    # Same initial weights in both runs, different private batches.
+    a, b = make(), make()
+    for src, dst in ((a.f, b.f), (a.tilde_f, b.tilde_f), (a.decoder, b.decoder), (a.D, b.D)):
+        dst.set_weights(src.get_weights())
+    (xq, yq) = batch(11)
+    for m, private_seed in ((a, 20), (b, 21)):
+        sgd(m)
+        xp, yp = batch(private_seed)
+        m.train_step(xp, xq, yp, yq)
+    for net in ('tilde_f', 'decoder'):
+        for u, v in zip(getattr(a, net).get_weights(), getattr(b, net).get_weights()):
+            np.testing.assert_array_equal(u, v)
+    assert not all(np.array_equal(u, v) for u, v in zip(a.f.get_weights(), b.f.get_weights()))
+
+
+@pytest.mark.parametrize('options', [{'jit_compile': True}, {'gp_norm': 'per_sample', 'gp_eps': 1e-12}])
+def test_compiled_steps_run(options):
+    m = make(**options)
+    log = m(3, progress_bar=False, log_frequency=1)
+    assert log.shape == (3, 4) and np.isfinite(log).all()
+    assert int(m.optimizer0.iterations) == int(m.optimizer1.iterations) == int(m.optimizer2.iterations) == 3
+
+
+def test_non_wgan_branch_runs():
+    m = make(dict(HP, WGAN=False))
+    log = m(2, progress_bar=False, log_frequency=1)
+    assert np.isfinite(log).all() and (log[:, 2] > 0).all()  # BCE losses are positive
+
+
+def test_score_attack_and_attack():
+    m = make()
+    x = np.stack([x for x, _ in stream(5, 3).as_numpy_iterator()])
+    rec, control = m.attack(x)
+    assert rec.shape == control.shape == x.shape
+    np.testing.assert_allclose(float(m.score(x)), np.mean((x - rec) ** 2), rtol=1e-5)
+    assert np.isfinite(m.scoreAttack(stream(20, 4), progress_bar=False))
+    with pytest.raises(ValueError, match='fewer than batch_size'):
+        m.scoreAttack(stream(BATCH - 1, 4), progress_bar=False)
+
+
+# ------------------------------------------------------------------------------------------- logging
+
+class Stub(FSHA):
+    """Step k (0-based) returns (k+1, 2(k+1), -(k+1), (k+1)^2)."""
+
+    def train_step(self, x_private, x_public, label_private, label_public):
+        k = self.counter.assign_add(1.0)
+        return k, 2 * k, -k, k * k
+
+
+def make_stub():
+    m = Stub(stream(64, 0), stream(64, 1), 3, BATCH, HP, **nets())
+    m.counter = tf.Variable(0.0)
+    return m
+
+
+LINE = re.compile(r'^log--(\d\d)%-(\d{7})\] validation: (\d+\.\d{4})$', re.M)
+
+
+def expected_row(step):
+    k = step + 1.0
+    return [k, 2 * k, -k, k * k]
+
+
+def printed(step, L):
+    if step == 0:
+        return 1.0
+    window = np.arange(step - L + 1, step + 1) + 1.0  # steps (k-1)L+1 .. kL
+    return float(np.mean(window ** 2))
+
+
+def test_logging_rows_and_running_means(capsys):
+    m = make_stub()
+    L = 5
+    log = m(13, verbose=True, progress_bar=False, log_frequency=L)
+    assert log.shape == (3, 4)  # ceil(13 / 5): no IndexError as in the original
+    np.testing.assert_array_equal(log, [expected_row(s) for s in (0, 5, 10)])
+    lines = LINE.findall(capsys.readouterr().out)
+    assert [(int(p), int(i)) for p, i, _ in lines] == [(0, 0), (38, 5), (76, 10)]
+    for _, i, v in lines:
+        assert v == '%0.4f' % printed(int(i), L)
+
+    # A second call continues the numbering, the rows and the running mean (steps 11..15 at step 15).
+    log2 = m(7, verbose=True, progress_bar=False, log_frequency=L)
+    np.testing.assert_array_equal(log2, [expected_row(15)])
+    (pct, i, v), = LINE.findall(capsys.readouterr().out)
+    assert (int(pct), int(i), v) == (28, 15, '%0.4f' % printed(15, L))  # percentage of this call
+    steps, rows = m.log_history
+    np.testing.assert_array_equal(steps, [0, 5, 10, 15])
+    assert m.iteration == 20
+
+
+def test_log_edge_cases():
+    m = make_stub()
+    assert m(0, progress_bar=False).shape == (0, 4)
+    assert m(3, progress_bar=False, log_frequency=500).shape == (1, 4)  # fewer steps than L: step 0 logged
+    assert m(3, progress_bar=False, log_frequency=500).shape == (0, 4)  # steps 3..5: nothing to log
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match='iterations'):
+            m(bad)
+    with pytest.raises(ValueError, match='log_frequency'):
+        m(1, log_frequency=0)
+
+
+def test_wrong_number_of_step_values():
+    class Bad(Stub):
+        def train_step(self, *args):
+            return super().train_step(*args)[:3]
+    m = Bad(stream(64, 0), stream(64, 1), 3, BATCH, HP, **nets())
+    m.counter = tf.Variable(0.0)
+    with pytest.raises(ValueError, match='LOG_COLUMNS'):
+        m(1, progress_bar=False)
+
+
+# ---------------------------------------------------------------------------------------- checkpoints
+
+def fixed_streams():
+    # One batch repeated: every run sees the same batches whatever its iterator position.
+    return stream(BATCH, 0), stream(BATCH, 1)
+
+
+def test_checkpoint_resume_continues_the_same_curve(tmp_path):
+    xpriv, xpub = fixed_streams()
+    a = FSHA(xpriv, xpub, 3, BATCH, HP, seed=1, **nets())
+    a(3, progress_bar=False, log_frequency=2)
+    a.save(tmp_path / 'ckpt')
+    saved = [v.numpy().copy() for v in a.f.weights + a.D.weights]
+    log_a = a(4, progress_bar=False, log_frequency=2)
+
+    b = FSHA(xpriv, xpub, 3, BATCH, HP, seed=2, **nets())  # different initial weights and RNG
+    b.restore(tmp_path / 'ckpt')
+    assert b.iteration == 3
+    assert [int(o.iterations) for o in (b.optimizer0, b.optimizer1, b.optimizer2)] == [3, 3, 3]
+    for u, v in zip(saved, b.f.weights + b.D.weights):
+        np.testing.assert_array_equal(u, v.numpy())
+    log_b = b(4, progress_bar=False, log_frequency=2)
+    assert log_a.shape == log_b.shape == (2, 4)  # steps 4 and 6
+    np.testing.assert_allclose(log_a, log_b, rtol=1e-4)
+    for net in ('f', 'tilde_f', 'decoder', 'D'):
+        for u, v in zip(getattr(a, net).weights, getattr(b, net).weights):
+            np.testing.assert_allclose(u.numpy(), v.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(a.log_history[0], b.log_history[0])  # [0, 2, 4, 6]
+
+
+def test_checkpoint_dir_autoresume(tmp_path):
+    xpriv, xpub = fixed_streams()
+    a = FSHA(xpriv, xpub, 3, BATCH, HP, checkpoint_dir=tmp_path, **nets())
+    a(2, progress_bar=False)
+    b = FSHA(xpriv, xpub, 3, BATCH, HP, checkpoint_dir=tmp_path, **nets())
+    assert b.iteration == 2
+    for u, v in zip(a.D.weights, b.D.weights):
+        np.testing.assert_array_equal(u.numpy(), v.numpy())
+    with pytest.raises(FileNotFoundError):
+        b.restore(tmp_path / 'nothing-here')
