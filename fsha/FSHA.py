@@ -359,22 +359,30 @@ class FSHA:
         if self.gp_weight is not None:
             print('Use GP')
 
+    def forward_losses(self, x_private, x_public):
+        """The step's single forward pass and its losses; call inside the tape.
+
+        Returns a dict with ``z_private``, ``f_loss``, ``tilde_f_loss``, ``D_loss`` and
+        ``loss_c_verification`` (the reconstruction error of the private batch, for monitoring only).
+        """
+        z_private = self.f(x_private, training=True)
+        rec_x_private = self.decoder(z_private, training=True)  # monitoring only
+        adv_private = self.D(z_private, training=True)
+        z_public = self.tilde_f(x_public, training=True)
+        rec_x_public = self.decoder(z_public, training=True)
+        adv_public = self.D(z_public, training=True)
+        f_loss, d_loss = self.critic_losses(z_private, z_public, adv_private, adv_public)
+        return {'z_private': z_private, 'f_loss': f_loss, 'tilde_f_loss': mse(x_public, rec_x_public),
+                'D_loss': d_loss, 'loss_c_verification': mse(x_private, rec_x_private)}
+
     def train_step(self, x_private, x_public, label_private, label_public):
         """One attack iteration; returns (f_loss, tilde_f_loss, D_loss, loss_c_verification)."""
         self._trace_messages()
         with tf.GradientTape(persistent=True) as tape:
-            z_private = self.f(x_private, training=True)
-            rec_x_private = self.decoder(z_private, training=True)  # monitoring only
-            adv_private = self.D(z_private, training=True)
-            z_public = self.tilde_f(x_public, training=True)
-            rec_x_public = self.decoder(z_public, training=True)
-            adv_public = self.D(z_public, training=True)
-            tilde_f_loss = mse(x_public, rec_x_public)
-            f_loss, d_loss = self.critic_losses(z_private, z_public, adv_private, adv_public)
-            loss_c_verification = mse(x_private, rec_x_private)
-        self.apply_updates(tape, f_loss, tilde_f_loss, d_loss)
+            out = self.forward_losses(x_private, x_public)
+        self.apply_updates(tape, out['f_loss'], out['tilde_f_loss'], out['D_loss'])
         del tape
-        return f_loss, tilde_f_loss, d_loss, loss_c_verification
+        return out['f_loss'], out['tilde_f_loss'], out['D_loss'], out['loss_c_verification']
 
     def _make_step_function(self):
         return tf.function(self.train_step, jit_compile=self.jit_compile)

@@ -27,8 +27,8 @@ import numbers
 
 import tensorflow as tf
 
-from defenses import DCOR_FORMS, dcor_penalty
-from fsha.FSHA import FSHA, mse
+from defenses import DCOR_FORMS, distance_correlation
+from fsha.FSHA import FSHA
 
 UPDATE_SCHEMES = ("two_steps", "combined")
 
@@ -62,20 +62,13 @@ class FSHA_dc(FSHA):  # noqa: N801 (original name)
         """Returns (alpha2 * f_loss, tilde_f_loss, D_loss, loss_c_verification, dcor)."""
         self._trace_messages()
         with tf.GradientTape(persistent=True) as tape:
-            z_private = self.f(x_private, training=True)
-            rec_x_private = self.decoder(z_private, training=True)  # monitoring only
-            adv_private = self.D(z_private, training=True)
-            z_public = self.tilde_f(x_public, training=True)
-            rec_x_public = self.decoder(z_public, training=True)
-            adv_public = self.D(z_public, training=True)
-            tilde_f_loss = mse(x_public, rec_x_public)
-            f_loss, d_loss = self.critic_losses(z_private, z_public, adv_private, adv_public)
-            f_loss = self.alpha2 * f_loss
-            dcor = dcor_penalty(x_private, z_private, form="plain")
-            penalty = dcor if self.dcor_form == "plain" else dcor_penalty(x_private, z_private, form="log")
+            out = self.forward_losses(x_private, x_public)
+            f_loss = self.alpha2 * out['f_loss']
+            dcor = distance_correlation(x_private, out['z_private'])
+            penalty = dcor if self.dcor_form == "plain" else tf.math.log(tf.maximum(dcor, 1e-12))
             def_loss = self.alpha1 * penalty
             combined = def_loss + f_loss
-            loss_c_verification = mse(x_private, rec_x_private)
+        tilde_f_loss, d_loss = out['tilde_f_loss'], out['D_loss']
         self.apply_loss(tape, tilde_f_loss, self.tilde_f.trainable_variables + self.decoder.trainable_variables,
                         self.optimizer1)
         self.apply_loss(tape, d_loss, self.D.trainable_variables, self.optimizer2)
@@ -85,7 +78,7 @@ class FSHA_dc(FSHA):  # noqa: N801 (original name)
         else:
             self.apply_loss(tape, combined, self.f.trainable_variables, self.optimizer0)
         del tape
-        return f_loss, tilde_f_loss, d_loss, loss_c_verification, dcor
+        return f_loss, tilde_f_loss, d_loss, out['loss_c_verification'], dcor
 
 
 def _alphas(hparams):
