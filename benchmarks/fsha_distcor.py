@@ -28,7 +28,6 @@ from pathlib import Path
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from defenses import distance_correlation  # noqa: E402
@@ -137,20 +136,22 @@ def main(argv=None):
         print('note: not the stored run\'s configuration (level 4, batch 64, notebook architecture, '
               'alpha1 10000, alpha2 50); its curve is shown for orientation only')
 
-    first = reference.track_validation(attack, 1, L, reference_name=ref_name)  # includes tracing
-    rest = reference.track_validation(attack, args.iterations - 1, L, reference_name=ref_name)
-    run = reference.TrackedRun(first.columns, L, first.validation_column,
-                               np.concatenate([first.steps, rest.steps]), np.concatenate([first.rows, rest.rows]),
-                               first.seconds + rest.seconds)
+    t0 = time.perf_counter()
+    attack(1, verbose=True, progress_bar=False, log_frequency=L)  # includes tracing
+    first_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    attack(args.iterations - 1, verbose=True, progress_bar=False, log_frequency=L)
+    rest_s = time.perf_counter() - t0
     steps = args.iterations - 1
-    print(f'\nfirst step (incl. tracing): {first.seconds:.2f} s; then {steps / rest.seconds:.3f} steps/s '
-          f'({rest.seconds / steps:.3f} s/step over {steps} steps)')
+    print(f'\nfirst step (incl. tracing): {first_s:.2f} s; then {steps / rest_s:.3f} steps/s '
+          f'({rest_s / steps:.3f} s/step over {steps} steps)')
 
-    _, dcor_means = reference.running_means(run.column('dcor'), L)
+    val_steps, validation = attack.validation_history
+    _, dcor_means = reference.running_mean_curve(attack, 'dcor')
     curve = reference.reference(ref_name)
     ref = dict(zip(curve.iterations, curve.values))
     print(f"\n{'iteration':>9}  {'validation':>10}  {'original':>8}  {'dCor (mean)':>11}")
-    for s, v, d in zip(run.val_steps, run.validation, dcor_means):
+    for s, v, d in zip(val_steps, validation, dcor_means):
         r = f'{ref[s]:.4f}' if s in ref else '-'
         print(f'{s:>9}  {v:>10.4f}  {r:>8}  {d:>11.4f}')
     print(f'{curve.label}: {curve.final} at iteration {curve.iterations[-1]}')
@@ -159,7 +160,7 @@ def main(argv=None):
     n_scored = args.heldout // args.batch * args.batch
     print(f'\nfinal scoreAttack on {n_scored} held-out private images after {attack.iteration} iterations: '
           f'{score:.4f} ([-1, 1] MSE; {score / 4:.4f} on [0, 1])')
-    final_val = float(run.validation[-1])
+    final_val = float(validation[-1])
     if args.iterations >= 10_000 and comparable:
         verdict = 'PASS' if final_val <= TARGET_MSE else 'FAIL'
         print(f'target: validation <= {TARGET_MSE} after 10,000 iterations: {final_val:.4f} -> {verdict}')
@@ -174,8 +175,8 @@ def main(argv=None):
     print(f'  dCor forward+backward, x {tuple(x.shape)} vs smashed {z_shape}: {1e3 * med["dcor"]:.2f} ms')
     print(f'  client f forward+backward (all {attack.f.count_params():,} params): {1e3 * med["client"]:.2f} ms')
     print(f'  ratio dCor / client step: {med["dcor"] / med["client"]:.3f}')
-    print(f'  whole attack step (FSHA_dc, measured above): {1e3 * rest.seconds / steps:.1f} ms')
-    return run, score
+    print(f'  whole attack step (FSHA_dc, measured above): {1e3 * rest_s / steps:.1f} ms')
+    return attack, score
 
 
 if __name__ == '__main__':

@@ -11,6 +11,8 @@ own loss (f <- f_loss, f~ + decoder <- tilde_f_loss on public data only, D <- D_
 f, f~ + decoder, D; the WGAN losses with the original's flipped sign (pilot space = low critic score); the
 gradient penalty used whenever ``hparams`` has ``gradient_penalty`` with the per-channel norm; LOG rows hold
 single-step values while the printed validation is a running mean over the last ``log_frequency`` steps.
+The running means are kept too (not in the original, which only prints one): ``running_mean_history`` holds,
+per logged step, the running mean of every LOG column, and ``validation_history`` the printed column.
 
 Deviations from the original, and why:
 
@@ -19,8 +21,8 @@ Deviations from the original, and why:
   start (the original allocates int(iterations / log_frequency) rows and overflows with IndexError whenever
   iterations is not a multiple of log_frequency, or is smaller than it).
 * Iteration numbers are global: a second call, or a run resumed from a checkpoint, continues the numbering,
-  the LOG rows and the running mean where the previous call stopped (the original restarts at 0 on every
-  call). The data iterators also persist across calls (the original starts new, reshuffled ones per call;
+  the LOG rows, the running means and their history where the previous call stopped (the original restarts
+  at 0 on every call). The data iterators also persist across calls (the original starts new, reshuffled ones per call;
   the streams are shuffled, so this only changes which images come next). A checkpoint does not hold the
   iterators' position (the 10,000-image shuffle buffers would dominate it): a resumed run starts a new pass.
 * ``hparams`` is validated up front (the original fails deep inside training, or never, on bad values);
@@ -296,9 +298,13 @@ class FSHA:
 
         ncol = len(self.LOG_COLUMNS)
         self._iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name='iteration')
-        self._val_acc = tf.Variable(0.0, dtype=tf.float64, trainable=False, name='validation_accumulator')
+        # Running sum of row / log_frequency since the last logged step, one entry per LOG column.
+        self._mean_acc = tf.Variable(np.zeros([ncol]), dtype=tf.float64, trainable=False,
+                                     name='running_mean_accumulator')
+        # One entry per logged step: its global index, its single-step LOG row, the running-mean row.
         self._log_steps = tf.Variable(np.zeros([0], np.int64), shape=tf.TensorShape([None]), trainable=False)
         self._log_rows = tf.Variable(np.zeros([0, ncol]), shape=tf.TensorShape([None, ncol]), trainable=False)
+        self._mean_rows = tf.Variable(np.zeros([0, ncol]), shape=tf.TensorShape([None, ncol]), trainable=False)
         self._rng = (tf.random.Generator.from_seed(int(self.seed)) if self.seed is not None
                      else tf.random.Generator.from_non_deterministic_state())
         self._step_fn = None
@@ -306,8 +312,8 @@ class FSHA:
         self.checkpoint = tf.train.Checkpoint(
             f=self.f, tilde_f=self.tilde_f, decoder=self.decoder, D=self.D, optimizer0=self.optimizer0,
             optimizer1=self.optimizer1, optimizer2=self.optimizer2, iteration=self._iteration,
-            validation_accumulator=self._val_acc, log_steps=self._log_steps, log_rows=self._log_rows,
-            rng=self._rng)
+            running_mean_accumulator=self._mean_acc, log_steps=self._log_steps, log_rows=self._log_rows,
+            running_mean_rows=self._mean_rows, rng=self._rng)
         self.checkpoint_every = (None if checkpoint_every is None
                                  else _positive_int(checkpoint_every, 'checkpoint_every'))
         self.checkpoint_manager = None
@@ -399,6 +405,26 @@ class FSHA:
         """``(steps, rows)``: every LOG row logged so far (all calls, restored runs included)."""
         return self._log_steps.numpy(), self._log_rows.numpy()
 
+    @property
+    def running_mean_history(self):
+        """``(steps, rows)``: at every logged step so far, the running mean of each LOG column.
+
+        ``steps`` is the same array as in :attr:`log_history`; ``rows[j, c]`` is the running mean of column
+        ``LOG_COLUMNS[c]`` printed (for the validation column) or printable at ``steps[j]``: at step 0 that
+        step's value alone, at step k*L the mean over steps (k-1)L+1 .. kL. Strictly it is the original's
+        accumulator, the sum of value / L over the steps since the previous logged step, L being the
+        ``log_frequency`` of the call that ran each step; it equals the window mean whenever the window ran
+        with one L, which includes runs split over several calls or resumed from a checkpoint.
+        """
+        return self._log_steps.numpy(), self._mean_rows.numpy()
+
+    @property
+    def validation_history(self):
+        """``(steps, values)``: the running mean of ``LOG_COLUMNS[VALIDATION_COLUMN]`` at every logged step,
+        i.e. every value ``__call__(verbose=True)`` prints as "validation" (all calls, restored runs included)."""
+        steps, rows = self.running_mean_history
+        return steps, rows[:, self.VALIDATION_COLUMN]
+
     def _next_batches(self):
         if self._data_iterator is None:
             self._data_iterator = iter(tf.data.Dataset.zip((self.client_dataset, self.attacker_dataset)))
@@ -410,8 +436,10 @@ class FSHA:
 
         A step is logged when its global index i is a multiple of ``log_frequency`` (L); from a fresh start
         LOG therefore has ceil(iterations / L) rows and row j holds step j*L. With ``verbose`` each logged
-        step prints ``log--PP%-IIIIIII] validation: V.VVVV``, V being loss_c_verification of step 0 at i = 0
-        and its mean over steps (k-1)L+1 .. kL at i = kL.
+        step prints ``log--PP%-IIIIIII] validation: V.VVVV``, V being the validation column
+        (``LOG_COLUMNS[VALIDATION_COLUMN]``, loss_c_verification for FSHA) of step 0 at i = 0 and its mean over
+        steps (k-1)L+1 .. kL at i = kL. The running means of all columns at every logged step are appended to
+        :attr:`running_mean_history` (whatever ``verbose``); the printed ones are :attr:`validation_history`.
         """
         iterations = _positive_int(iterations, 'iterations', minimum=0)
         log_frequency = _positive_int(log_frequency, 'log_frequency')
@@ -423,7 +451,7 @@ class FSHA:
         LOG = np.zeros((n_rows, len(self.LOG_COLUMNS)))
         print('RUNNING...')
         bar = keras.utils.Progbar(iterations) if progress_bar and iterations else None
-        val = float(self._val_acc.numpy())
+        acc = self._mean_acc.numpy()  # running sums of row / L, one per column
         col = self.VALIDATION_COLUMN
         j = 0
         for i in range(iterations):
@@ -433,17 +461,18 @@ class FSHA:
             if row.shape[0] != LOG.shape[1]:
                 raise ValueError(f'{type(self).__name__}.train_step returned {row.shape[0]} values but '
                                  f'LOG_COLUMNS has {LOG.shape[1]}: {self.LOG_COLUMNS}')
-            val = row[col] if step == 0 else val + row[col] / log_frequency
+            acc = row.copy() if step == 0 else acc + row / log_frequency
             if step % log_frequency == 0:
                 LOG[j] = row
                 j += 1
                 self._log_steps.assign(tf.concat([self._log_steps, [step]], 0))
                 self._log_rows.assign(tf.concat([self._log_rows, row[None]], 0))
+                self._mean_rows.assign(tf.concat([self._mean_rows, acc[None]], 0))
                 if verbose:
-                    print('log--%02d%%-%07d] validation: %0.4f' % (int(i / iterations * 100), step, val))
-                val = 0.0
+                    print('log--%02d%%-%07d] validation: %0.4f' % (int(i / iterations * 100), step, acc[col]))
+                acc = np.zeros_like(acc)
             self._iteration.assign(step + 1)
-            self._val_acc.assign(val)
+            self._mean_acc.assign(acc)
             if bar is not None:
                 bar.update(i + 1)
             if self.checkpoint_every and self.checkpoint_manager is not None and (
@@ -456,7 +485,8 @@ class FSHA:
     # ------------------------------------------------------------------------------------- checkpoints
 
     def save(self, path):
-        """Write networks, optimizers, the iteration counter, the log history and the GP's RNG to ``path``."""
+        """Write networks, optimizers, the iteration counter, the log and running-mean histories, the running-mean
+        accumulator and the GP's RNG to ``path``."""
         return self.checkpoint.write(os.fspath(path))
 
     def restore(self, path):
@@ -520,7 +550,8 @@ class FSHA_binary_property(FSHA):  # noqa: N801 (original name)
     reads the property off f's features. ``hparams['class_num']`` (default 1, binary).
 
     LOG columns: (f_loss, tilde_f_loss, D_loss, private_accuracy, public_accuracy); the printed validation is
-    the running mean of the private accuracy (column 3, as in FSHA's __call__).
+    the running mean of the private accuracy (column 3, as in FSHA's __call__); ``running_mean_history`` also
+    has the public accuracy's.
 
     Deviations (fixes): LOG has 5 columns (the original crashes); labels of any integer, bool or float dtype,
     shape [B] or [B, 1], are cast explicitly (float32 [B, 1] for class_num = 1, int64 [B] otherwise) and other

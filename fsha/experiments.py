@@ -20,6 +20,11 @@ class MangledResult:
     other_classes_mse: float
     attack: FSHA
 
+    @property
+    def validation_history(self):
+        """``(steps, values)``: the printed running-mean validation of the attack (``attack.validation_history``)."""
+        return self.attack.validation_history
+
     def summary(self):
         return (f'class {self.class_removed} removed from Xpub: scoreAttack MSE ([-1, 1] scale) on the removed '
                 f'class {self.removed_class_mse:.4f}, on the other classes {self.other_classes_mse:.4f}')
@@ -32,7 +37,10 @@ def mangled_experiment(class_to_remove=0, iterations=10_000, id_setup=3, batch_s
 
     ``streams`` replaces ``fsha.datasets.load_mnist_mangled(class_to_remove)`` (the 4-tuple it returns);
     ``eval_examples`` limits each evaluation set to its first n examples (None: all, 5,923 and 54,077 for
-    class 0). Other keyword arguments go to :class:`FSHA` (e.g. small networks, ``seed``).
+    class 0). Other keyword arguments go to :class:`FSHA` (e.g. small networks, ``seed``). Training is one
+    ``attack(iterations, verbose=verbose, progress_bar=progress_bar, log_frequency=log_frequency)`` call, so
+    ``verbose`` prints the original's validation lines; the curves are in ``result.attack.running_mean_history``
+    (``result.validation_history`` for the printed one).
     """
     if streams is None:
         from fsha import datasets

@@ -18,17 +18,19 @@ counts 2/4/6, no trace messages, first value 0.1628 where fresh runs start near 
 The released default architecture (``'final'``: linear pilot and decoder) has no stored reference; report
 its curves separately.
 
-Helpers: :func:`reference` (one curve as arrays), :func:`running_means` (the printed validation from
-per-step values), :func:`track_validation` (train an FSHA object in chunks and record the per-step columns,
-the single-step LOG rows and the running means), :func:`comparison_table`, :func:`overlay` (dashed reference
-on a matplotlib axes) and :func:`save_curves_with_reference` (the same through
-:func:`splitnn.plots.save_curves`). None of this is code from the original repository; the numbers are
-transcribed from its stored notebook outputs.
+Our own curve comes from the attack object itself: train it the original way,
+``attack(iterations, verbose=True, log_frequency=500)``, then read ``attack.validation_history`` (the printed
+values) or ``attack.running_mean_history`` (the running mean of every LOG column; :func:`running_mean_curve`
+picks one column by name).
+
+Helpers: :func:`reference` (one curve as arrays), :func:`running_mean_curve`, :func:`comparison_table`,
+:func:`overlay` (dashed reference on a matplotlib axes), :func:`save_curves_with_reference` (the same through
+:func:`splitnn.plots.save_curves`) and :func:`save_log_figure` (the original's per-column log figure from a
+trained attack). None of this is code from the original repository; the numbers are transcribed from its
+stored notebook outputs.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 from dataclasses import dataclass, field
 
@@ -125,132 +127,35 @@ def reference_at(name, iteration):
 
 # ------------------------------------------------------------------------------------- our curves
 
-def running_means(values, log_frequency, start=0):
-    """The validation values ``FSHA.__call__`` prints, from per-step values.
-
-    ``values[i]`` belongs to global step ``start + i``. Returns ``(steps, means)``: at step 0 the value of
-    step 0 alone; at every step k*L (k >= 1) whose window (k-1)L+1 .. kL lies inside the data, the mean
-    over that window (the original's accumulator adds value/L per step, i.e. the same mean).
-    """
-    values = np.asarray(values, dtype=np.float64)
-    L = int(log_frequency)
-    if L < 1:
-        raise ValueError(f'log_frequency must be >= 1, got {log_frequency!r}')
-    steps, means = [], []
-    end = start + len(values)
-    if start == 0 and len(values):
-        steps.append(0)
-        means.append(values[0])
-    k = 1
-    while k * L < end:
-        lo = (k - 1) * L + 1
-        if lo >= start:
-            steps.append(k * L)
-            means.append(values[lo - start:k * L - start + 1].mean())
-        k += 1
-    return np.asarray(steps, dtype=np.int64), np.asarray(means, dtype=np.float64)
+def _history(attack):
+    """``(columns, validation_column, steps, LOG rows, running-mean rows)`` of an FSHA object."""
+    missing = [a for a in ('LOG_COLUMNS', 'VALIDATION_COLUMN', 'log_history', 'running_mean_history')
+               if not hasattr(attack, a)]
+    if missing:
+        raise TypeError(f'expected an FSHA object (or subclass), got {type(attack).__name__} without {missing}')
+    steps, rows = attack.log_history
+    _, means = attack.running_mean_history  # same steps
+    return (tuple(attack.LOG_COLUMNS), int(attack.VALIDATION_COLUMN), np.asarray(steps), np.asarray(rows),
+            np.asarray(means))
 
 
-@dataclass
-class TrackedRun:
-    """What :func:`track_validation` records.
-
-    ``steps``/``rows``: every step's LOG row (columns ``columns``); ``log_steps``/``LOG``: the single-step
-    rows at multiples of ``log_frequency`` (what the original's LOG holds); ``val_steps``/``validation``:
-    the running means of column ``validation_column`` (what the original prints); ``seconds``: wall time of
-    the training calls (tracing included).
-    """
-    columns: tuple
-    log_frequency: int
-    validation_column: int
-    steps: np.ndarray
-    rows: np.ndarray
-    seconds: float = 0.0
-
-    @property
-    def LOG(self):  # noqa: N802 (the original's name)
-        return self.rows[self.steps % self.log_frequency == 0]
-
-    @property
-    def log_steps(self):
-        return self.steps[self.steps % self.log_frequency == 0]
-
-    @property
-    def val_steps(self):
-        return running_means(self.rows[:, self.validation_column], self.log_frequency, int(self.steps[0]))[0]
-
-    @property
-    def validation(self):
-        return running_means(self.rows[:, self.validation_column], self.log_frequency, int(self.steps[0]))[1]
-
-    def column(self, name):
-        return self.rows[:, self.columns.index(name)]
-
-
-def track_validation(attack, iterations, log_frequency=500, verbose=True, reference_name=None,
-                     progress_bar=False):
-    """Train ``attack`` (an ``FSHA`` object or subclass) for ``iterations`` steps and record every step.
-
-    FSHA's LOG keeps only single-step rows and prints (but does not return) the running mean; this calls
-    ``attack(chunk, log_frequency=1, verbose=False)`` in chunks of ``log_frequency`` steps, so every step's
-    row comes back, and prints the original's line ``log--PP%-IIIIIII] validation: V.VVVV`` per logged
-    step (with the stored reference value next to it when ``reference_name`` names a curve). Training is
-    exactly the same as one ``attack(iterations, log_frequency=...)`` call; only the logging differs.
-    Returns a :class:`TrackedRun`.
-    """
-    import time
-
-    iterations = int(iterations)
-    L = int(log_frequency)
-    if iterations < 1 or L < 1:
-        raise ValueError(f'iterations and log_frequency must be >= 1, got {iterations!r}, {log_frequency!r}')
-    ref = dict(zip(reference(reference_name).iterations, reference(reference_name).values)) \
-        if reference_name is not None else {}
-    columns = tuple(attack.LOG_COLUMNS)
-    col = int(attack.VALIDATION_COLUMN)
-    start = attack.iteration
-    steps, rows = [], []
-    seconds = 0.0
-    done = 0
-    acc, acc_n = 0.0, 0
-    while done < iterations:
-        step = start + done
-        # run up to and including the next multiple of L (or step 0 alone)
-        next_log = step if step % L == 0 else (step // L + 1) * L
-        chunk = min(next_log - step + 1, iterations - done)
-        buf = io.StringIO()
-        t0 = time.perf_counter()
-        with contextlib.redirect_stdout(buf):
-            out = attack(chunk, log_frequency=1, verbose=False, progress_bar=progress_bar)
-        seconds += time.perf_counter() - t0
-        # keep the trace messages, drop the per-call "RUNNING..." banner
-        text = ''.join(line for line in buf.getvalue().splitlines(True) if line.strip() != 'RUNNING...')
-        if text and verbose:
-            print(text, end='')
-        out = np.asarray(out, dtype=np.float64)
-        steps.extend(range(step, step + chunk))
-        rows.append(out)
-        for s, r in zip(range(step, step + chunk), out):
-            if s == 0:
-                val = r[col]
-            else:
-                acc += r[col]
-                acc_n += 1
-                if s % L:
-                    continue
-                partial = acc_n if acc_n < L else 0  # a window begun before this call (resumed run)
-                val = acc / acc_n
-            acc, acc_n = 0.0, 0
-            if verbose:
-                line = 'log--%02d%%-%07d] validation: %0.4f' % (int((s - start) / iterations * 100), s, val)
-                if s != 0 and partial:
-                    line += f'   (mean of the last {partial} steps only: window begun before this call)'
-                if s in ref:
-                    line += f'   (original: {ref[s]:.4f})'
-                print(line, flush=True)
-        done += chunk
-    return TrackedRun(columns, L, col, np.asarray(steps, dtype=np.int64), np.concatenate(rows, axis=0),
-                      seconds)
+def running_mean_curve(attack, column=None):
+    """``(steps, values)``: the running mean of one LOG column at every logged step of ``attack`` (an FSHA
+    object or subclass), read from ``attack.running_mean_history``. ``column`` is a name in
+    ``attack.LOG_COLUMNS`` (e.g. ``'dcor'``, ``'public_accuracy'``) or an index; None is the printed
+    validation column (the same as ``attack.validation_history``)."""
+    columns, col, steps, _, means = _history(attack)
+    if column is None:
+        j = col
+    elif isinstance(column, str):
+        if column not in columns:
+            raise KeyError(f'no LOG column named {column!r}; {type(attack).__name__} logs {columns}')
+        j = columns.index(column)
+    else:
+        j = int(column)
+        if not 0 <= j < len(columns):
+            raise IndexError(f'column index {column!r} out of range for LOG columns {columns}')
+    return steps, means[:, j]
 
 
 def comparison_table(steps, values, name, fmt='{:.4f}'):
@@ -302,28 +207,33 @@ PANEL_TITLES = {
 }
 
 
-def save_log_figure(run, path, reference_name=None, columns=None, suptitle=None, panel_size=(3.6, 2.8)):
+def save_log_figure(attack, path, reference_name=None, columns=None, suptitle=None, panel_size=(3.6, 2.8)):
     """The original's log figure: one panel per LOG column against iteration, from the **single-step** LOG
-    rows; the validation panel adds our running mean and, when ``reference_name`` is given, the stored curve
-    (dashed). ``run`` is a :class:`TrackedRun`; returns the PNG path."""
+    rows (``attack.log_history``), with the running mean of that column (``attack.running_mean_history``)
+    added to every panel; the validation panel also gets the stored curve ``reference_name`` (dashed) when
+    given. ``attack`` is a trained FSHA object (or subclass); ``columns`` selects panels by name. Returns
+    the PNG path."""
     from pathlib import Path
 
     import matplotlib.pyplot as plt
 
-    columns = list(columns or run.columns)
+    all_columns, col, steps, rows, means = _history(attack)
+    columns = list(columns or all_columns)
+    unknown = [c for c in columns if c not in all_columns]
+    if unknown:
+        raise KeyError(f'no LOG columns named {unknown}; {type(attack).__name__} logs {all_columns}')
+    marker = '.' if len(steps) < 30 else None
     fig, axes = plt.subplots(1, len(columns), figsize=(panel_size[0] * len(columns), panel_size[1]),
                              squeeze=False)
     for ax, name in zip(axes[0], columns):
-        j = run.columns.index(name)
-        ax.plot(run.log_steps, run.LOG[:, j], marker='.' if len(run.log_steps) < 30 else None,
-                linewidth=1, label='single step (LOG)')
-        if j == run.validation_column:
-            if len(run.val_steps):
-                ax.plot(run.val_steps, run.validation, marker='.' if len(run.val_steps) < 30 else None,
-                        label='running mean (printed)')
-            if reference_name is not None:
-                overlay(ax, reference_name, markersize=3)
-            ax.legend(fontsize=6)
+        j = all_columns.index(name)
+        ax.plot(steps, rows[:, j], marker=marker, linewidth=1, label='single step (LOG)')
+        if len(steps):
+            ax.plot(steps, means[:, j], marker=marker,
+                    label='running mean (printed)' if j == col else 'running mean')
+        if j == col and reference_name is not None:
+            overlay(ax, reference_name, markersize=3)
+        ax.legend(fontsize=6)
         ax.set_title(PANEL_TITLES.get(name, name), fontsize=8)
         ax.set_xlabel('iteration', fontsize=7)
         ax.tick_params(labelsize=6)

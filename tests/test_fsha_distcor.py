@@ -68,6 +68,7 @@ def test_step_lowers_dcor_with_defense_only_and_logs_it():
     assert log.shape == (1, 5)
     np.testing.assert_allclose(log[0, 4], before, rtol=1e-5)  # logged dCor = the batch's, pre-update
     assert log[0, 0] == 0.0  # alpha2 * f_loss
+    np.testing.assert_array_equal(attack.running_mean_history[1], log)  # step 0: its own row, dCor included
     assert after < before - 1e-4
     # two Adam steps of the client per iteration (the original's update order)
     assert int(attack.optimizer0.iterations) == 2

@@ -41,6 +41,10 @@ def test_step_returns_five_finite_values_and_log_has_five_columns():
     log = m(3, progress_bar=False, log_frequency=1)  # the original crashes here (4-column LOG)
     assert log.shape == (3, 5) and np.isfinite(log).all()
     assert ((log[:, 3:] >= 0) & (log[:, 3:] <= 1)).all()
+    steps, means = m.running_mean_history  # log_frequency=1: each running mean is its step's row
+    assert steps.tolist() == [0, 1, 2] and means.shape == (3, 5)
+    np.testing.assert_allclose(means, log)
+    np.testing.assert_array_equal(m.validation_history[1], means[:, 3])  # private accuracy
 
 
 @pytest.mark.parametrize('labels', [

@@ -30,39 +30,50 @@ def test_metadata_and_continued_run_flag():
         reference.reference('nope')
 
 
-def test_running_means_match_the_printed_semantics():
-    values = np.arange(10, dtype=float)  # step i has value i
-    steps, means = reference.running_means(values, 4)
-    assert steps.tolist() == [0, 4, 8]
-    assert means.tolist() == [0.0, np.mean([1, 2, 3, 4]), np.mean([5, 6, 7, 8])]
-
-
-class _StubAttack:
-    """Stands in for FSHA: step i returns (i, 0, 0, 10 * i)."""
-    LOG_COLUMNS = ('f_loss', 'tilde_f_loss', 'D_loss', 'loss_c_verification')
+class _TrainedAttack:
+    """Stands in for a trained FSHA_dc: the histories FSHA keeps (steps 0, 4, 8; 5 columns)."""
+    LOG_COLUMNS = ('f_loss', 'tilde_f_loss', 'D_loss', 'loss_c_verification', 'dcor')
     VALIDATION_COLUMN = 3
+    steps = np.array([0, 4, 8])
+    rows = np.arange(15, dtype=float).reshape(3, 5)
+    means = rows + 0.5
 
-    def __init__(self):
-        self.iteration = 0
+    @property
+    def log_history(self):
+        return self.steps, self.rows
 
-    def __call__(self, iterations, log_frequency=500, verbose=False, progress_bar=True):
-        assert log_frequency == 1
-        print('RUNNING...')
-        rows = [[i, 0, 0, 10 * i] for i in range(self.iteration, self.iteration + iterations)]
-        self.iteration += iterations
-        return np.array(rows, dtype=float).reshape(-1, 4)
+    @property
+    def running_mean_history(self):
+        return self.steps, self.means
 
 
-def test_track_validation_records_every_step(capsys):
-    run = reference.track_validation(_StubAttack(), 9, log_frequency=4, reference_name='FSHA')
-    assert run.steps.tolist() == list(range(9))
-    assert run.log_steps.tolist() == [0, 4, 8] and run.LOG[:, 0].tolist() == [0, 4, 8]
-    assert run.val_steps.tolist() == [0, 4, 8]
-    assert run.validation.tolist() == [0.0, 25.0, 65.0]
-    out = capsys.readouterr().out
-    assert 'RUNNING' not in out
-    assert 'log--44%-0000004] validation: 25.0000' in out
-    assert '(original: 0.1628)' in out  # reference value printed next to step 0
+def test_running_mean_curve_reads_the_attack_history():
+    attack = _TrainedAttack()
+    steps, values = reference.running_mean_curve(attack)  # the validation column
+    assert steps.tolist() == [0, 4, 8] and values.tolist() == [3.5, 8.5, 13.5]
+    assert reference.running_mean_curve(attack, 'dcor')[1].tolist() == [4.5, 9.5, 14.5]
+    assert reference.running_mean_curve(attack, 0)[1].tolist() == [0.5, 5.5, 10.5]
+    with pytest.raises(KeyError, match="'accuracy'"):
+        reference.running_mean_curve(attack, 'accuracy')
+    with pytest.raises(IndexError):
+        reference.running_mean_curve(attack, 5)
+    with pytest.raises(TypeError, match='running_mean_history'):
+        reference.running_mean_curve(object())
+    assert not hasattr(reference, 'track_validation') and not hasattr(reference, 'TrackedRun')
+
+
+def test_save_log_figure_from_an_attack(tmp_path):
+    attack = _TrainedAttack()
+    path = reference.save_log_figure(attack, tmp_path / 'log.png', reference_name='FSHA_with_distance_cor',
+                                     suptitle='test')
+    assert path.exists() and path.stat().st_size > 0
+    path = reference.save_log_figure(attack, tmp_path / 'two.png', columns=['loss_c_verification', 'dcor'])
+    assert path.exists()
+    with pytest.raises(KeyError, match='nope'):
+        reference.save_log_figure(attack, tmp_path / 'bad.png', columns=['nope'])
+    table = reference.comparison_table(*reference.running_mean_curve(attack), 'FSHA')
+    assert table.splitlines()[1].split() == ['0', '3.5000', '0.1628']
+    assert table.splitlines()[2].split() == ['4', '8.5000', '-']
 
 
 def test_overlay_and_saved_figure(tmp_path):

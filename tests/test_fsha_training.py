@@ -262,6 +262,92 @@ def test_logging_rows_and_running_means(capsys):
     assert m.iteration == 20
 
 
+class IterationStub(FSHA):
+    """Like :class:`Stub`, but step k is read from the attack's own (checkpointed) iteration counter, so a
+    restored object continues the same sequence: step k returns (k+1, 2(k+1), -(k+1), (k+1)^2)."""
+
+    def train_step(self, x_private, x_public, label_private, label_public):
+        k = tf.cast(self._iteration, tf.float32) + 1.0
+        return k, 2 * k, -k, k * k
+
+
+def window_mean_row(step, L):
+    """Hand-computed running-mean row: step 0 alone, else the mean over steps step-L+1 .. step."""
+    if step == 0:
+        return expected_row(0)
+    return np.mean([expected_row(s) for s in range(step - L + 1, step + 1)], axis=0).tolist()
+
+
+def test_running_mean_history_holds_every_columns_window_means(capsys):
+    m = make_stub()
+    L = 5
+    assert m.running_mean_history[1].shape == (0, 4) and m.validation_history[1].shape == (0,)
+    m(13, verbose=True, progress_bar=False, log_frequency=L)
+    m(7, verbose=True, progress_bar=False, log_frequency=L)  # continues: steps 13..19, logs step 15
+    printed_lines = LINE.findall(capsys.readouterr().out)
+    steps, means = m.running_mean_history
+    np.testing.assert_array_equal(steps, [0, 5, 10, 15])
+    np.testing.assert_array_equal(steps, m.log_history[0])
+    assert means.shape == (4, len(FSHA.LOG_COLUMNS))
+    np.testing.assert_allclose(means, [window_mean_row(s, L) for s in (0, 5, 10, 15)], rtol=1e-12)
+    np.testing.assert_array_equal(m.log_history[1], [expected_row(s) for s in (0, 5, 10, 15)])  # unchanged
+    v_steps, values = m.validation_history
+    np.testing.assert_array_equal(v_steps, steps)
+    np.testing.assert_array_equal(values, means[:, FSHA.VALIDATION_COLUMN])
+    # validation_history is exactly what was printed
+    assert [(int(i), v) for _, i, v in printed_lines] == [(int(s), '%0.4f' % x) for s, x in zip(v_steps, values)]
+    # the accumulator holds the partial window 16..19 (sum of row / L), every column
+    np.testing.assert_allclose(m._mean_acc.numpy(), np.sum([expected_row(s) for s in range(16, 20)], 0) / L)
+
+
+def test_running_means_do_not_depend_on_verbose_or_call_boundaries(capsys):
+    a, b = make_stub(), make_stub()
+    a(12, verbose=False, progress_bar=False, log_frequency=3)
+    for n in (1, 2, 4, 5):  # the same 12 steps in four calls, windows spanning the calls
+        b(n, verbose=True, progress_bar=False, log_frequency=3)
+    capsys.readouterr()
+    for x, y in zip(a.running_mean_history, b.running_mean_history):
+        np.testing.assert_allclose(x, y, rtol=1e-12)
+    np.testing.assert_allclose(a.running_mean_history[1], [window_mean_row(s, 3) for s in (0, 3, 6, 9)],
+                               rtol=1e-12)
+
+
+def test_running_mean_history_continues_after_checkpoint_resume(tmp_path, capsys):
+    L = 4
+    xpriv, xpub = stream(64, 0), stream(64, 1)
+    full = IterationStub(xpriv, xpub, 3, BATCH, HP, **nets())
+    full(14, verbose=True, progress_bar=False, log_frequency=L)
+    full_lines = LINE.findall(capsys.readouterr().out)
+
+    a = IterationStub(xpriv, xpub, 3, BATCH, HP, **nets())
+    a(6, progress_bar=False, log_frequency=L)  # steps 0..5: mid-window (steps 5.. of the window 5..8)
+    a.save(tmp_path / 'ckpt')
+    b = IterationStub(xpriv, xpub, 3, BATCH, HP, **nets())
+    b.restore(tmp_path / 'ckpt')
+    assert b.iteration == 6
+    np.testing.assert_array_equal(b.running_mean_history[0], [0, 4])
+    np.testing.assert_allclose(b._mean_acc.numpy(), np.array(expected_row(5)) / L)
+    b(8, verbose=True, progress_bar=False, log_frequency=L)  # steps 6..13
+    resumed_lines = LINE.findall(capsys.readouterr().out)
+
+    steps, means = b.running_mean_history
+    np.testing.assert_array_equal(steps, [0, 4, 8, 12])
+    np.testing.assert_allclose(means, [window_mean_row(s, L) for s in steps], rtol=1e-12)
+    for x, y in zip(full.running_mean_history, b.running_mean_history):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(full.validation_history[1], b.validation_history[1])
+    # the resumed run prints the same values as the uninterrupted one at steps 8 and 12
+    assert [(i, v) for _, i, v in resumed_lines] == [(i, v) for _, i, v in full_lines][2:]
+
+    # checkpoint_dir: autoresume continues the history too
+    c = IterationStub(xpriv, xpub, 3, BATCH, HP, checkpoint_dir=tmp_path / 'auto', **nets())
+    c(6, progress_bar=False, log_frequency=L)
+    d = IterationStub(xpriv, xpub, 3, BATCH, HP, checkpoint_dir=tmp_path / 'auto', **nets())
+    d(8, progress_bar=False, log_frequency=L)
+    for x, y in zip(full.running_mean_history, d.running_mean_history):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_log_edge_cases():
     m = make_stub()
     assert m(0, progress_bar=False).shape == (0, 4)
@@ -312,6 +398,8 @@ def test_checkpoint_resume_continues_the_same_curve(tmp_path):
         for u, v in zip(getattr(a, net).weights, getattr(b, net).weights):
             np.testing.assert_allclose(u.numpy(), v.numpy(), rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(a.log_history[0], b.log_history[0])  # [0, 2, 4, 6]
+    np.testing.assert_array_equal(a.running_mean_history[0], [0, 2, 4, 6])
+    np.testing.assert_allclose(a.running_mean_history[1], b.running_mean_history[1], rtol=1e-4)
 
 
 def test_checkpoint_dir_autoresume(tmp_path):
