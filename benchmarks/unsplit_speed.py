@@ -1,0 +1,203 @@
+"""UnSplit inversion speed: the compiled TF loop against a plain eager PyTorch loop, and batched vs one image.
+
+    python benchmarks/unsplit_speed.py [--dataset mnist] [--depth 2] [--rounds 50] [--batch 10]
+
+Measures, in one process, for the faithful schedule (main_iters x (input_iters + model_iters) = 1000 x (100 + 100)
+per image):
+
+1. the TF port (``unsplit_tf.attacks``, XLA-compiled while loops, PyTorch-exact Adam) on one image: ``--rounds`` of
+   the 1000 rounds are timed and the per-image time is **extrapolated** (x 1000 / rounds);
+2. a straightforward eager PyTorch implementation of the same inner loop (the original's structure: zero_grad,
+   forward, MSE + TV + l2, backward, Adam(amsgrad) step; target detached, which only helps PyTorch), one intra-op
+   thread, ``--torch-rounds`` rounds, extrapolated the same way;
+3. ``--batch`` targets inverted at once (each with its own x~ and clone copy) against one image, same rounds.
+
+Every timing is the best of ``--repeat`` runs (the machine may be shared; the spread is printed). Compile time
+is reported separately and excluded.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="mnist", choices=("mnist", "f_mnist", "cifar"))
+    p.add_argument("--depth", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=50, help="TF rounds timed (of the 1000 per image)")
+    p.add_argument("--torch-rounds", type=int, default=10, help="PyTorch rounds timed (of the 1000 per image)")
+    p.add_argument("--batch", type=int, default=10, help="targets in the batched run")
+    p.add_argument("--repeat", type=int, default=3, help="timing repetitions (best is reported)")
+    p.add_argument("--threads", type=int, default=1, help="TF intra-op threads (1 is best for these models)")
+    p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    return p.parse_args(argv)
+
+
+def timed(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times), times
+
+
+# ------------------------------------------------------------------------------------- PyTorch reference
+def torch_reference(arch, depth, image_nchw, rounds, input_iters, model_iters, threads, repeat):
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+
+    def net():  # MnistNet / CifarNet as a flat list of callables (spec §3)
+        if arch == "mnist":
+            mods = [torch.nn.Conv2d(1, 8, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2, 2),
+                    torch.nn.Conv2d(8, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2, 2),
+                    torch.nn.Flatten(), torch.nn.Linear(256, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84),
+                    torch.nn.ReLU(), torch.nn.Linear(84, 10)]
+            flat_to_seq = lambda d: d + 1 if d >= 6 else d  # noqa: E731  (Flatten inserted before index 6)
+        else:
+            c = lambda i, o: torch.nn.Conv2d(i, o, 3, padding=1)  # noqa: E731
+            mods = [c(3, 64), torch.nn.ReLU(), c(64, 64), torch.nn.ReLU(), torch.nn.MaxPool2d(2, 2),
+                    c(64, 128), torch.nn.ReLU(), c(128, 128), torch.nn.ReLU(), torch.nn.MaxPool2d(2, 2),
+                    c(128, 128), torch.nn.ReLU(), c(128, 128), torch.nn.ReLU(), torch.nn.MaxPool2d(2, 2),
+                    torch.nn.Flatten(), torch.nn.Linear(2048, 512), torch.nn.Sigmoid(), torch.nn.Linear(512, 10)]
+            flat_to_seq = lambda d: d + 1 if d >= 15 else d  # noqa: E731
+        return torch.nn.Sequential(*mods[:flat_to_seq(depth) + 1])
+
+    def tv(x):
+        b, c, h, w = x.shape
+        return (((x[:, :, 1:] - x[:, :, :-1]) ** 2).sum() / (c * (h - 1) * w)
+                + ((x[:, :, :, 1:] - x[:, :, :, :-1]) ** 2).sum() / (c * h * (w - 1))) / b
+
+    client, clone = net(), net()
+    with torch.no_grad():
+        target = client(torch.from_numpy(image_nchw))
+
+    def run():
+        x = torch.full(target.shape[:1] + image_nchw.shape[1:], 0.5, requires_grad=True)
+        x_opt = torch.optim.Adam([x], lr=1e-3, amsgrad=True)
+        m_opt = torch.optim.Adam(clone.parameters(), lr=1e-3, amsgrad=True)
+        for _ in range(rounds):
+            for _ in range(input_iters):
+                x_opt.zero_grad()
+                loss = F.mse_loss(clone(x), target) + 0.1 * tv(x) + (x ** 2).mean()
+                loss.backward()
+                x_opt.step()
+            for _ in range(model_iters):
+                m_opt.zero_grad()
+                loss = F.mse_loss(clone(x), target)
+                loss.backward()
+                m_opt.step()
+    best, times = timed(run, repeat)
+    return best, times, torch.__version__
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from unsplit_tf.util import configure_threads
+
+    configure_threads(args.threads, 1)
+    import numpy as np
+    import tensorflow as tf
+
+    from unsplit_tf.attacks import InversionConfig, _run_engine
+    from unsplit_tf.models import build_model, check_split_depth
+
+    arch = "cifar" if args.dataset == "cifar" else "mnist"
+    depth = check_split_depth(arch, args.depth)
+    rng = np.random.default_rng(0)
+    try:
+        from splitnn.data import load_unsplit
+        from unsplit_tf.util import first_index_per_class
+
+        d = load_unsplit(args.dataset)
+        imgs = d.x_test[first_index_per_class(d.y_test)][:max(args.batch, 1)]
+        source = f"first-of-class test images of {d.description}"
+    except Exception as exc:  # noqa: BLE001 - data is optional for a timing run
+        shape = (28, 28, 1) if arch == "mnist" else (32, 32, 3)
+        imgs = rng.uniform(0, 1, (max(args.batch, 10),) + shape).astype(np.float32)
+        source = f"random images (data unavailable: {type(exc).__name__})"
+    client = build_model(arch, seed=1)
+    clone = build_model(arch, seed=2)
+    smashed = client(imgs, end=depth)
+    cfg = InversionConfig()
+    steps_per_round = cfg.input_iters + cfg.model_iters
+    run_cfg = InversionConfig(main_iters=args.rounds)
+
+    def tf_run(b):
+        x, _ = _run_engine(clone, depth, smashed[:b], run_cfg, 0.1)
+        x.numpy()
+
+    t0 = time.perf_counter()
+    _run_engine(clone, depth, smashed[:1], InversionConfig(main_iters=1), 0.1)[0].numpy()
+    compile_1 = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _run_engine(clone, depth, smashed[:args.batch], InversionConfig(main_iters=1), 0.1)[0].numpy()
+    compile_b = time.perf_counter() - t0
+
+    # interleave the single and batched timings so that load changes hit both alike
+    singles, batches = [], []
+    for _ in range(args.repeat):
+        singles.append(timed(lambda: tf_run(1), 1)[0])
+        batches.append(timed(lambda: tf_run(args.batch), 1)[0])
+    t1, tb = min(singles), min(batches)
+    scale = cfg.main_iters / args.rounds
+    sec_per_image = t1 * scale
+    steps_per_s = args.rounds * steps_per_round / t1
+
+    res = {"dataset": args.dataset, "depth": depth, "rounds_timed": args.rounds, "scale": scale,
+           "tf_version": tf.__version__, "threads": args.threads, "images": source,
+           "compile_s_single": compile_1, "compile_s_batched": compile_b,
+           "tf_single_s_for_rounds": t1, "tf_single_runs": singles,
+           "tf_sec_per_image_extrapolated": sec_per_image, "tf_steps_per_s": steps_per_s,
+           "batch": args.batch, "tf_batched_s_for_rounds": tb, "tf_batched_runs": batches,
+           "batched_over_single": tb / t1, "batched_sec_per_image_extrapolated": tb * scale / args.batch}
+    print(f"UnSplit inversion speed, {args.dataset} split depth {depth}, faithful schedule 1000 x (100 + 100) "
+          f"steps per image; {source}")
+    print(f"machine: {os.cpu_count()} CPU cores (shared; timings are best of {args.repeat}), TF intra-op threads "
+          f"{args.threads}, TF {tf.__version__}")
+    print(f"XLA compile: {compile_1:.1f} s (1 target), {compile_b:.1f} s ({args.batch} targets) [excluded]")
+    print(f"TF port, 1 image : {args.rounds} rounds in {t1:.3f} s (runs: {', '.join(f'{s:.3f}' for s in singles)})"
+          f" -> {steps_per_s:,.0f} steps/s -> {sec_per_image:.1f} s per image (extrapolated x{scale:g})")
+    print(f"TF port, {args.batch} images batched: {args.rounds} rounds in {tb:.3f} s (runs: "
+          f"{', '.join(f'{s:.3f}' for s in batches)}) -> {tb / t1:.2f}x the time of one image "
+          f"({tb * scale / args.batch:.1f} s per image, extrapolated)")
+    if not args.no_torch:
+        try:
+            nchw = np.transpose(imgs[:1], (0, 3, 1, 2)).copy()
+            tt, ttimes, tver = torch_reference(arch, depth, nchw, args.torch_rounds, cfg.input_iters,
+                                               cfg.model_iters, args.torch_threads, max(1, min(args.repeat, 2)))
+            t_scale = cfg.main_iters / args.torch_rounds
+            torch_sec = tt * t_scale
+            res.update({"torch_version": tver, "torch_threads": args.torch_threads,
+                        "torch_rounds_timed": args.torch_rounds, "torch_s_for_rounds": tt, "torch_runs": ttimes,
+                        "torch_steps_per_s": args.torch_rounds * steps_per_round / tt,
+                        "torch_sec_per_image_extrapolated": torch_sec, "speedup_tf_over_torch": torch_sec /
+                        sec_per_image})
+            print(f"PyTorch {tver} eager reference, {args.torch_threads} thread: {args.torch_rounds} rounds in "
+                  f"{tt:.3f} s -> {res['torch_steps_per_s']:,.0f} steps/s -> {torch_sec:.1f} s per image "
+                  f"(extrapolated x{t_scale:g})")
+            print(f"speedup per image, TF port over PyTorch eager: {torch_sec / sec_per_image:.1f}x "
+                  f"(requirement >= 10x); batched {args.batch} vs 1: {tb / t1:.2f}x (requirement < 3x)")
+        except ImportError:
+            print("PyTorch not installed: reference timing skipped")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2, default=float))
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Reproduce UnSplit's Table 2 (MSE before/after training and clone accuracy per split depth) and Table 3 (label
+inference at client depth 1 and 2), printed next to the paper's numbers.
+
+    python benchmarks/unsplit_tables.py                      # paper budget: 10 epochs, 1000 x (100 + 100) steps
+    python benchmarks/unsplit_tables.py --main-iters 60 --epochs 1 --max-train-batches 300   # CPU-sized
+
+Anything below the paper's budget is labelled REDUCED BUDGET in the output. The protocol (shared training
+across depths, fresh clone carried across the 10 first-of-class targets, paper TV schedule) is described in
+:mod:`unsplit_tf.experiments`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", nargs="+", default=["mnist", "f_mnist"], help="mnist f_mnist cifar")
+    p.add_argument("--depths", nargs="+", type=int, default=None, help="split depths (default: all of the paper)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--max-train-batches", type=int, default=None, help="truncate every epoch (reduced budget)")
+    p.add_argument("--main-iters", type=int, default=1000)
+    p.add_argument("--input-iters", type=int, default=100)
+    p.add_argument("--model-iters", type=int, default=100)
+    p.add_argument("--tv-schedule", default="paper", help="'paper' (default here), 'code' or a number")
+    p.add_argument("--targets", type=int, default=10, help="first-of-class targets per depth (paper: 10)")
+    p.add_argument("--batched", action="store_true", help="independent per-target clones instead of one carried")
+    p.add_argument("--train-per-depth", action="store_true", help="train a separate network for every depth")
+    p.add_argument("--label-count", type=int, default=100, help="samples per Table 3 entry (0 skips Table 3)")
+    p.add_argument("--skip-table2", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from unsplit_tf.util import configure_threads
+
+    configure_threads(1, 1)
+    from splitnn.data import MissingDataError
+    from unsplit_tf import experiments as ex
+
+    schedule = args.tv_schedule if args.tv_schedule in ("code", "paper") else float(args.tv_schedule)
+    out = {"args": vars(args), "table2": {}, "table3": []}
+    t0 = time.perf_counter()
+    for dataset in args.datasets:
+        try:
+            if not args.skip_table2:
+                print(f"== Table 2: {dataset}", flush=True)
+                sweep = ex.run_depth_sweep(
+                    dataset, args.depths, epochs=args.epochs, main_iters=args.main_iters,
+                    input_iters=args.input_iters, model_iters=args.model_iters, tv_schedule=schedule,
+                    max_train_batches=args.max_train_batches, n_targets=args.targets, batched=args.batched,
+                    share_training=not args.train_per_depth, seed=args.seed)
+                print(ex.format_table2(sweep))
+                print(f"({sweep.seconds:.0f} s)\n", flush=True)
+                out["table2"][sweep.dataset] = {"rows": ex.table2_rows(sweep), "budget": sweep.budget,
+                                                "data": sweep.description, "seconds": sweep.seconds}
+            if args.label_count > 0:
+                print(f"== Table 3: {dataset}", flush=True)
+                entries = ex.run_table3(dataset, args.label_count, seed=args.seed)
+                out["table3"] += [e.__dict__ for e in entries]
+        except MissingDataError as exc:
+            print(f"{dataset}: data missing, skipped ({exc})")
+    if out["table3"]:
+        print(ex.format_table3([ex.Table3Entry(**e) for e in out["table3"]]))
+    print(f"total {time.perf_counter() - t0:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, default=float))
+    return out
+
+
+if __name__ == "__main__":
+    main()

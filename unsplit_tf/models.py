@@ -1,0 +1,304 @@
+"""UnSplit's two target networks, MnistNet and CifarNet, in Keras 3.
+
+Both networks are addressed by a **flat layer index** that counts every layer of the original, ReLU, sigmoid and
+max-pooling included (spec §3). ``model(x, start=s, end=e)`` applies layers ``s..e`` *inclusive* and returns the
+output after layer ``e``; the client of a split at depth ``d`` runs ``model(x, end=d)`` and the server runs
+``model(h, start=d + 1)``.
+
+Faithful details, all reproduced:
+
+* **PyTorch default initialisation** (``kaiming_uniform(a=sqrt(5))``): kernels and biases are
+  U(-1/sqrt(fan_in), +1/sqrt(fan_in)) with fan_in = in_channels*k*k (conv) or in_features (linear). The Keras
+  defaults (Glorot kernel, zero bias) are not used (spec §3.4).
+* **PyTorch's flatten order**: the models run in NHWC (TensorFlow's CPU layout), but the tensor is transposed to
+  NCHW before it is flattened for the first linear layer, so ``fc1``'s weight is PyTorch's transposed and a
+  ``state_dict`` moves between the frameworks without changing any output (see :mod:`unsplit_tf.torch_interop`).
+  A server that starts at the first linear layer accepts the pooled NHWC tensor and flattens it itself.
+* **Parameter order** equals PyTorch's ``parameters()``: ``model.weights[8]`` is MnistNet's ``fc3`` weight and
+  ``model.weights[14]`` CifarNet's ``fc2`` weight (the original's ``grad_index``).
+
+Fixed quirk of the original (documented, spec §3.3): the original's partial forward compared the *relative*
+position inside the convolutional block with ``end`` when ``0 < start``, so e.g. MnistNet ``start=3, end=4``
+returned ``None``. Here ``start`` and ``end`` are always **absolute** indices; split composition
+``model(model(x, end=k), start=k+1) == model(x)`` holds for every ``k``.
+
+Not reproduced: the original's unused ``get_params`` / ``restore_initial_params`` helpers and the ``initial``
+attribute (never called; CifarNet's copy was a reference, so "restore" was a no-op).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpec:
+    """One flat layer of the original network."""
+    index: int
+    kind: str                 # 'conv', 'relu', 'pool', 'dense', 'sigmoid'
+    name: str = ""            # the original module name for layers with parameters (conv1, fc3, ...)
+    in_units: int = 0         # input channels (conv) or input features (dense)
+    out_units: int = 0        # output channels (conv) or output features (dense)
+    kernel: int = 0
+    padding: str = "valid"    # 'valid' (MnistNet, no padding) or 'same' (CifarNet, k3/p1/s1)
+    param_index: int = -1     # position of the weight in PyTorch's parameters(); the bias is param_index + 1
+
+    @property
+    def has_params(self) -> bool:
+        return self.kind in ("conv", "dense")
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_units * self.kernel * self.kernel if self.kind == "conv" else self.in_units
+
+    @property
+    def init_bound(self) -> float:
+        """PyTorch's default bound 1/sqrt(fan_in) for both the weight and the bias."""
+        return 1.0 / math.sqrt(self.fan_in)
+
+
+def _specs(rows):
+    out, p = [], 0
+    for i, row in enumerate(rows):
+        kind = row[0]
+        if kind == "conv":
+            _, name, cin, cout, k, pad = row
+            out.append(LayerSpec(i, kind, name, cin, cout, k, pad, p))
+            p += 2
+        elif kind == "dense":
+            _, name, fin, fout = row
+            out.append(LayerSpec(i, kind, name, fin, fout, param_index=p))
+            p += 2
+        else:
+            out.append(LayerSpec(i, kind))
+    return tuple(out)
+
+
+#: Flat layer tables of spec §3.1 / §3.2.
+ARCHITECTURES = {
+    "mnist": _specs([
+        ("conv", "conv1", 1, 8, 5, "valid"), ("relu",), ("pool",),
+        ("conv", "conv2", 8, 16, 5, "valid"), ("relu",), ("pool",),
+        ("dense", "fc1", 256, 120), ("relu",),
+        ("dense", "fc2", 120, 84), ("relu",),
+        ("dense", "fc3", 84, 10),
+    ]),
+    "cifar": _specs([
+        ("conv", "conv11", 3, 64, 3, "same"), ("relu",),
+        ("conv", "conv12", 64, 64, 3, "same"), ("relu",), ("pool",),
+        ("conv", "conv21", 64, 128, 3, "same"), ("relu",),
+        ("conv", "conv22", 128, 128, 3, "same"), ("relu",), ("pool",),
+        ("conv", "conv31", 128, 128, 3, "same"), ("relu",),
+        ("conv", "conv32", 128, 128, 3, "same"), ("relu",), ("pool",),
+        ("dense", "fc1", 2048, 512), ("sigmoid",),
+        ("dense", "fc2", 512, 10),
+    ]),
+}
+INPUT_SHAPES = {"mnist": (28, 28, 1), "cifar": (32, 32, 3)}
+PARAM_COUNTS = {"mnist": 45_278, "cifar": 1_609_546}
+#: Split depths the original README allows (and the paper evaluates).
+SPLIT_DEPTHS = {"mnist": range(1, 7), "cifar": range(1, 9)}
+
+
+def arch_for_dataset(dataset: str) -> str:
+    """'mnist' (MnistNet) for mnist / f_mnist, 'cifar' (CifarNet) for cifar, as in the original demos."""
+    from splitnn.data import canonical_name
+
+    name = canonical_name(dataset)
+    if name in ("mnist", "fashion_mnist"):
+        return "mnist"
+    if name == "cifar10":
+        return "cifar"
+    raise ValueError(f"UnSplit has no network for dataset {dataset!r}; expected mnist, f_mnist or cifar.")
+
+
+def check_split_depth(arch: str, split_depth: int) -> int:
+    """Validate a split depth for the demos/paper (1-6 MNIST-like, 1-8 CIFAR); return it as an int."""
+    allowed = SPLIT_DEPTHS[arch]
+    try:
+        d = int(split_depth)
+    except (TypeError, ValueError):
+        raise ValueError(f"split depth must be an integer, got {split_depth!r}") from None
+    if d != split_depth or d not in allowed:
+        net = "MnistNet (mnist, f_mnist)" if arch == "mnist" else "CifarNet (cifar)"
+        raise ValueError(f"split depth {split_depth!r} is out of range for {net}: expected "
+                         f"{allowed.start}-{allowed.stop - 1}.")
+    return d
+
+
+class _TorchUniform(keras.initializers.Initializer):
+    """U(-bound, bound) with the bound fixed at construction (PyTorch's default bias initialisation)."""
+
+    def __init__(self, bound, seed=None):
+        self.bound = float(bound)
+        self.seed = seed
+        self._inner = keras.initializers.RandomUniform(-self.bound, self.bound, seed=seed)
+
+    def __call__(self, shape, dtype=None):
+        return self._inner(shape, dtype=dtype)
+
+    def get_config(self):
+        return {"bound": self.bound, "seed": self.seed}
+
+
+def torch_kernel_initializer(seed=None):
+    """Keras equivalent of PyTorch's kaiming_uniform(a=sqrt(5)): limit sqrt(3 * (1/3) / fan_in) = 1/sqrt(fan_in)."""
+    return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform", seed=seed)
+
+
+def torch_bias_initializer(fan_in, seed=None):
+    return _TorchUniform(1.0 / math.sqrt(fan_in), seed=seed)
+
+
+class SplitNet(keras.Model):
+    """A network addressed by flat layer index; see the module docstring.
+
+    Args:
+        arch: 'mnist' (MnistNet) or 'cifar' (CifarNet).
+        seed: optional int; every layer's initializer is seeded from it (the original sets no seeds).
+        dtype: 'float32' (default, as the original) or 'float64' (cross-checks).
+    """
+
+    def __init__(self, arch: str, seed: int | None = None, dtype="float32", name=None, **kwargs):
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
+        super().__init__(name=name or {"mnist": "MnistNet", "cifar": "CifarNet"}[arch], dtype=dtype, **kwargs)
+        self.arch = arch
+        self.specs = ARCHITECTURES[arch]
+        self.seed = seed
+        self.flat_layers = []
+        for spec in self.specs:
+            self.flat_layers.append(self._make_layer(spec, seed, dtype))
+        self.last_index = len(self.specs) - 1
+        self.first_dense_index = next(s.index for s in self.specs if s.kind == "dense")
+        self.image_shape = INPUT_SHAPES[arch]
+        self(tf.zeros((1,) + self.image_shape, dtype=dtype))  # build every layer (weights in PyTorch order)
+
+    @staticmethod
+    def _make_layer(spec: LayerSpec, seed, dtype):
+        def sub_seed(k):
+            return None if seed is None else int(seed) * 1000 + 2 * spec.index + k
+
+        if spec.kind == "conv":
+            return keras.layers.Conv2D(
+                spec.out_units, spec.kernel, strides=1, padding=spec.padding, name=spec.name, dtype=dtype,
+                kernel_initializer=torch_kernel_initializer(sub_seed(0)),
+                bias_initializer=torch_bias_initializer(spec.fan_in, sub_seed(1)))
+        if spec.kind == "dense":
+            return keras.layers.Dense(
+                spec.out_units, name=spec.name, dtype=dtype,
+                kernel_initializer=torch_kernel_initializer(sub_seed(0)),
+                bias_initializer=torch_bias_initializer(spec.fan_in, sub_seed(1)))
+        if spec.kind == "relu":
+            return keras.layers.ReLU(name=f"relu_{spec.index}", dtype=dtype)
+        if spec.kind == "pool":
+            return keras.layers.MaxPooling2D(2, 2, padding="valid", name=f"pool_{spec.index}", dtype=dtype)
+        if spec.kind == "sigmoid":
+            return keras.layers.Activation("sigmoid", name=f"sigmoid_{spec.index}", dtype=dtype)
+        raise ValueError(spec.kind)
+
+    # ------------------------------------------------------------------------------------------------ forward
+    def check_range(self, start: int, end: int | None) -> tuple[int, int]:
+        end = self.last_index if end is None else int(end)
+        start = int(start)
+        if not (0 <= start <= end <= self.last_index):
+            raise ValueError(f"{self.name}: layer range start={start}, end={end} is invalid; expected "
+                             f"0 <= start <= end <= {self.last_index} (absolute flat indices).")
+        return start, end
+
+    def call(self, x, start=0, end=None):
+        start, end = self.check_range(start, end)
+        for i in range(start, end + 1):
+            if i == self.first_dense_index and len(x.shape) == 4:
+                x = flatten_chw(x)
+            x = self.flat_layers[i](x)
+        return x
+
+    def forward(self, x, start=0, end=None):
+        """Alias of ``call`` under the original's name."""
+        return self(x, start=start, end=end)
+
+    # ----------------------------------------------------------------------------------------- parameters
+    def layer_weights(self, index: int):
+        """[kernel, bias] variables of flat layer ``index`` ([] for layers without parameters)."""
+        return list(self.flat_layers[index].weights)
+
+    def range_weights(self, start: int = 0, end: int | None = None):
+        """Variables of layers start..end in PyTorch parameter order."""
+        start, end = self.check_range(start, end)
+        return [w for i in range(start, end + 1) for w in self.layer_weights(i)]
+
+    def client_weights(self, split_depth: int):
+        return self.range_weights(0, split_depth)
+
+    def server_weights(self, split_depth: int):
+        return self.range_weights(split_depth + 1, self.last_index) if split_depth < self.last_index else []
+
+    def get_param_values(self):
+        return [np.array(w.numpy()) for w in self.weights]
+
+    def set_param_values(self, values):
+        if len(values) != len(self.weights):
+            raise ValueError(f"expected {len(self.weights)} arrays, got {len(values)}")
+        for w, v in zip(self.weights, values):
+            if tuple(w.shape) != tuple(np.shape(v)):
+                raise ValueError(f"{w.path}: shape {tuple(w.shape)} expected, got {tuple(np.shape(v))}")
+            w.assign(np.asarray(v, dtype=w.dtype))
+
+    def copy_from(self, other: "SplitNet"):
+        self.set_param_values(other.get_param_values())
+        return self
+
+    def smashed_shape(self, split_depth: int) -> tuple:
+        """Per-sample output shape (NHWC) of layers 0..split_depth."""
+        return tuple(self(tf.zeros((1,) + self.image_shape, self.dtype), end=split_depth).shape[1:])
+
+    def get_config(self):
+        return {"arch": self.arch, "seed": self.seed, "dtype": self.dtype_policy.name, "name": self.name}
+
+
+class MnistNet(SplitNet):
+    """MnistNet of spec §3.1 (1x28x28 input, 11 flat layers, 45,278 parameters)."""
+
+    def __init__(self, seed: int | None = None, dtype="float32", name=None, **kwargs):
+        kwargs.pop("arch", None)
+        super().__init__("mnist", seed=seed, dtype=dtype, name=name, **kwargs)
+
+
+class CifarNet(SplitNet):
+    """CifarNet of spec §3.2 (3x32x32 input, 18 flat layers, 1,609,546 parameters)."""
+
+    def __init__(self, seed: int | None = None, dtype="float32", name=None, **kwargs):
+        kwargs.pop("arch", None)
+        super().__init__("cifar", seed=seed, dtype=dtype, name=name, **kwargs)
+
+
+def build_model(arch: str, seed: int | None = None, dtype="float32", name=None) -> SplitNet:
+    return (MnistNet if arch == "mnist" else CifarNet)(seed=seed, dtype=dtype, name=name)
+
+
+def flatten_chw(x):
+    """Flatten an NHWC tensor in PyTorch's C,H,W order (what ``x.view(-1, C*H*W)`` does on NCHW)."""
+    x = tf.transpose(x, (0, 3, 1, 2))
+    return tf.reshape(x, (tf.shape(x)[0], -1))
+
+
+def label_split_index(arch: str, client_depth: int) -> int:
+    """Last server layer for label inference with ``client_depth`` linear layers on the client (spec §8.2, §8.4).
+
+    Depth 1: the client holds only the last linear layer (server end 9 for MnistNet, 16 for CifarNet).
+    Depth 2: the client holds the last two linear layers and the activation between them (server end 7 / 14).
+    """
+    dense = [s.index for s in ARCHITECTURES[arch] if s.kind == "dense"]
+    if not 1 <= int(client_depth) <= len(dense):
+        raise ValueError(f"client depth {client_depth!r} out of range for {arch}: expected 1-{len(dense)}")
+    return dense[-int(client_depth)] - 1
+
+
+__all__ = ["LayerSpec", "ARCHITECTURES", "INPUT_SHAPES", "PARAM_COUNTS", "SPLIT_DEPTHS", "SplitNet", "MnistNet",
+           "CifarNet", "build_model", "arch_for_dataset", "check_split_depth", "flatten_chw", "label_split_index",
+           "torch_kernel_initializer", "torch_bias_initializer"]
