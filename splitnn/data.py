@@ -338,7 +338,7 @@ def first_index_per_class(labels: np.ndarray, num_classes: int = 10) -> np.ndarr
         if hits.size == 0:
             raise ValueError(f"class {c} does not occur in the labels")
         out.append(int(hits[0]))
-    return np.asarray(out)
+    return np.asarray(out, dtype=np.int64)
 
 
 __all__ = ["DATA_DIR_ENV", "KNOWN_DATASETS", "RawData", "UnknownDatasetError", "MissingDataError",

@@ -11,6 +11,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from splitnn.data import first_index_per_class  # noqa: F401 (the inversion targets; re-exported)
+
 # ------------------------------------------------------------------------------------------------ regularisers
 
 
@@ -129,18 +131,6 @@ def normalize_per_image(x):
 
 
 # -------------------------------------------------------------------------------------------------- targets
-
-
-def first_index_per_class(labels, num_classes: int = 10) -> np.ndarray:
-    """Index of the first test image of each class, classes 0..num_classes-1 (the inversion targets)."""
-    labels = np.asarray(labels).reshape(-1)
-    out = []
-    for c in range(num_classes):
-        hits = np.flatnonzero(labels == c)
-        if hits.size == 0:
-            raise ValueError(f"class {c} does not occur in the labels")
-        out.append(int(hits[0]))
-    return np.asarray(out, dtype=np.int64)
 
 
 def get_examples_by_class(x, y, count: int = 1, num_classes: int = 10):
