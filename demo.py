@@ -38,7 +38,9 @@ def run_fsha(out: Path, iterations: int, full: bool, held_out: int, seed: int, r
     from fsha.FSHA import FSHA, REFERENCE_HPARAMS
     from splitnn.data import load_raw
     from splitnn.plots import save_image_grid
+    from splitnn.utils import set_seed
 
+    set_seed(seed)  # before the streams and networks exist, so data order and weights repeat
     raw = load_raw("mnist")
     # Private images the attack never trains on, to score it honestly (Xpriv is the train split).
     evaluation = datasets.make_dataset(datasets.preprocess(raw.x_train[:held_out]), raw.y_train[:held_out],
