@@ -23,56 +23,16 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _fallback_level4_client(input_shape=(32, 32, 3)):
-    """Level-4 client f (spec fsha.md section 4.2), used only if fsha.architectures is missing."""
-    import keras
-    from keras import layers
-
-    def conv(k, s):
-        return layers.Conv2D(k, 3, strides=s, padding="same")
-
-    def block(h, dim, stride=1):
-        r = conv(dim, stride)(layers.ReLU()(h))
-        r = conv(dim, 1)(layers.ReLU()(r))
-        return layers.Add()([h if stride == 1 else conv(dim, stride)(h), r])
-
-    inp = keras.Input(input_shape)
-    h = layers.MaxPooling2D(2)(layers.ReLU()(layers.BatchNormalization()(conv(64, 1)(inp))))
-    h = block(h, 64)
-    h = block(h, 128, 2)
-    h = block(h, 128)
-    h = block(h, 256, 2)
-    return keras.Model(inp, h, name="f")
-
-
 def level4_client():
-    try:
-        from fsha.architectures import resnet
-    except ImportError:
-        return _fallback_level4_client(), "fallback builder (fsha.architectures not importable)"
+    from fsha.architectures import resnet
+
     return resnet((32, 32, 3), 4), "fsha.architectures.resnet((32, 32, 3), 4)"
-
-
-def _time_interleaved(fns, repeats, warmup=3):
-    """Per-call seconds of each callable, called round-robin so that load from other processes
-    hits all of them alike; returns {name: list of seconds}."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def main(argv=None):
@@ -87,6 +47,7 @@ def main(argv=None):
     import tensorflow as tf
 
     from defenses import distance_correlation
+    from splitnn.timing import time_round_robin
 
     rng = np.random.default_rng(0)
     b = args.batch
@@ -128,7 +89,7 @@ def main(argv=None):
         fns["dCor fwd+bwd (XLA)"] = run(tf.function(dcor_fwd_bwd, jit_compile=True), x, z)
     fns["client step (fwd+bwd of f)"] = run(client_step, x)
     fns["client step + dCor term"] = run(client_step_dcor, x)
-    times = _time_interleaved(fns, args.repeats)
+    times = time_round_robin(fns, args.repeats)
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}
     step = med["client step (fwd+bwd of f)"]

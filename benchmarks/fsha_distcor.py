@@ -35,6 +35,7 @@ from fsha import datasets, reference  # noqa: E402
 from fsha.FSHA_distcor import FSHA_dc  # noqa: E402
 from splitnn.data import load_raw  # noqa: E402
 from splitnn.notebook import machine  # noqa: E402
+from splitnn.timing import time_round_robin  # noqa: E402
 from splitnn.utils import set_seed  # noqa: E402
 
 TARGET_MSE = 0.035  # validation after 10,000 iterations (GPU, notebook architecture)
@@ -76,21 +77,6 @@ def load_streams(heldout, seed):
     held_out = datasets.make_dataset(x_train[:heldout], raw.y_train[:heldout], shuffle=False)
     xpub = datasets.make_dataset(datasets.preprocess(raw.x_test), raw.y_test)
     return xpriv, held_out, xpub
-
-
-def time_round_robin(fns, reps, warmup=2):
-    """Seconds per call of each zero-argument callable (which must block until its result exists), called
-    in turn ``reps`` times so that load from other processes affects all alike; {name: [seconds]}."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    out = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            out[name].append(time.perf_counter() - t0)
-    return out
 
 
 def dcor_cost(f, x, reps):
