@@ -78,7 +78,7 @@ def main(argv=None):
     attack(1, verbose=True, progress_bar=False, log_frequency=args.log_frequency)
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    log = attack(args.iterations - 1, verbose=True, progress_bar=args.iterations > 50,
+    log = attack(args.iterations - 1, verbose=True, progress_bar=args.iterations > 50 and sys.stdout.isatty(),
                  log_frequency=args.log_frequency)
     elapsed = time.perf_counter() - t0
     steps = max(args.iterations - 1, 1)
