@@ -213,9 +213,9 @@ def save_log_figure(attack, path, reference_name=None, columns=None, suptitle=No
     added to every panel; the validation panel also gets the stored curve ``reference_name`` (dashed) when
     given. ``attack`` is a trained FSHA object (or subclass); ``columns`` selects panels by name. Returns
     the PNG path."""
-    from pathlib import Path
-
     import matplotlib.pyplot as plt
+
+    from splitnn.plots import save_figure
 
     all_columns, col, steps, rows, means = _history(attack)
     columns = list(columns or all_columns)
@@ -239,9 +239,4 @@ def save_log_figure(attack, path, reference_name=None, columns=None, suptitle=No
         ax.tick_params(labelsize=6)
     if suptitle:
         fig.suptitle(suptitle, fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=80)

@@ -24,6 +24,16 @@ def _to_display(x, value_range):
     return x
 
 
+def save_figure(fig, path, dpi=100) -> Path:
+    """Write ``fig`` to ``path`` (PNG; parent folders created), close it and return the path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def image_grid_figure(rows, titles=None, value_range=(-1.0, 1.0), scale=1.0, suptitle=None):
     """A matplotlib figure with one row of images per entry of ``rows`` (each an array [N, H, W, C] or
     [N, H, W]); ``titles`` labels the rows."""
@@ -54,11 +64,7 @@ def image_grid_figure(rows, titles=None, value_range=(-1.0, 1.0), scale=1.0, sup
 def save_image_grid(rows, path, titles=None, value_range=(-1.0, 1.0), scale=1.0, suptitle=None) -> Path:
     """Write :func:`image_grid_figure` to ``path`` (PNG) and return the path."""
     fig = image_grid_figure(rows, titles=titles, value_range=value_range, scale=scale, suptitle=suptitle)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save_curves(curves: dict, path, xlabel="iteration", ylabel="", title=None, logy=False,
@@ -76,9 +82,4 @@ def save_curves(curves: dict, path, xlabel="iteration", ylabel="", title=None, l
     if title:
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

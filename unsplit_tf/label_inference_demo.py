@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from unsplit_tf.model_inversion_demo import DATASETS, _canonical
+from unsplit_tf.model_inversion_demo import _canonical, dataset_arg
 
 
 def run_label_inference_demo(dataset: str, count: int = 100, *, client_depth: int = 1,
@@ -59,12 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from splitnn.data import MissingDataError, UnknownDatasetError
+    from splitnn.data import MissingDataError
 
-    try:
-        name = _canonical(args.dataset)
-    except (UnknownDatasetError, ValueError):
-        parser.error(f"unknown dataset {args.dataset!r}: expected one of {', '.join(DATASETS)}")
+    name = dataset_arg(parser, args.dataset)
     if args.count < 1:
         parser.error(f"--count must be >= 1, got {args.count}")
     try:

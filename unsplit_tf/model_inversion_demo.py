@@ -130,6 +130,16 @@ def run_inversion_demo(dataset: str, split_depth: int, *, epochs: int = 10, main
                                data.description, bool(data.partial), seed, time.perf_counter() - start)
 
 
+def dataset_arg(parser: argparse.ArgumentParser, value: str) -> str:
+    """The demo name of a dataset argument, or an argparse error listing the choices."""
+    from splitnn.data import UnknownDatasetError
+
+    try:
+        return _canonical(value)
+    except (UnknownDatasetError, ValueError):
+        parser.error(f"unknown dataset {value!r}: expected one of {', '.join(DATASETS)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m unsplit_tf.model_inversion_demo",
@@ -160,14 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from splitnn.data import MissingDataError, UnknownDatasetError
+    from splitnn.data import MissingDataError
     from unsplit_tf.models import check_split_depth
     from unsplit_tf.util import tv_weight_for
 
-    try:
-        name = _canonical(args.dataset)
-    except (UnknownDatasetError, ValueError):
-        parser.error(f"unknown dataset {args.dataset!r}: expected one of {', '.join(DATASETS)}")
+    name = dataset_arg(parser, args.dataset)
     try:
         depth = int(args.split_depth)
         check_split_depth("cifar" if name == "cifar" else "mnist", depth)
