@@ -39,35 +39,17 @@ Deviations from the original, and why:
   meaningless reconstruction errors on logits).
 """
 
-import math
 import numbers
 import os
-from collections.abc import Mapping
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from fsha import architectures
+from fsha.hparams import (GP_NORMS, OPTION_DEFAULTS, REFERENCE_HPARAMS, _positive_int,  # noqa: F401
+                          resolve_options, validate_hparams)
 from splitnn.utils import check_output_shape, set_seed
-
-GP_NORMS = ('per_channel', 'per_sample')
-
-#: The hyperparameters of every reference notebook (level 4, batch 64).
-REFERENCE_HPARAMS = {'WGAN': True, 'gradient_penalty': 500.0, 'lr_f': 1e-5, 'lr_tilde': 1e-5, 'lr_D': 1e-4}
-
-#: Options that may be given either as keyword arguments or as hparams keys (keyword wins).
-OPTION_DEFAULTS = {
-    'architecture': 'final',
-    'd_stem': 'effective',
-    'resblock_bn': False,
-    'gp_norm': 'per_channel',
-    'gp_eps': 0.0,
-    'saturating_f_loss': False,
-    'seed': None,
-    'jit_compile': False,
-}
-
 
 # ----------------------------------------------------------------------------------------------- losses
 
@@ -130,40 +112,6 @@ def mse(a, b):
 
 
 # ------------------------------------------------------------------------------------------- validation
-
-def _positive_int(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
-    return int(value)
-
-
-def _check_float(hparams, key, positive=True):
-    value = hparams[key]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or (
-            value <= 0 if positive else value < 0):
-        raise ValueError(f"hparams[{key!r}] must be a finite number {'> 0' if positive else '>= 0'}, "
-                         f'got {value!r}')
-    return float(value)
-
-
-def validate_hparams(hparams, required=('WGAN', 'lr_f', 'lr_tilde', 'lr_D')):
-    """Check the hparams dict early; return it as a plain dict."""
-    if not isinstance(hparams, Mapping):
-        raise TypeError(f'hparams must be a dict, got {type(hparams).__name__}')
-    missing = [k for k in required if k not in hparams]
-    if missing:
-        raise ValueError(f'hparams is missing {missing}; FSHA needs WGAN (True/False), lr_f, lr_tilde and '
-                         f'lr_D, e.g. {{"WGAN": True, "gradient_penalty": 500.0, "lr_f": 1e-5, '
-                         f'"lr_tilde": 1e-5, "lr_D": 1e-4}}')
-    if not isinstance(hparams['WGAN'], (bool, np.bool_)) and hparams['WGAN'] not in (0, 1):
-        raise ValueError(f"hparams['WGAN'] must be True or False, got {hparams['WGAN']!r}")
-    for key in ('lr_f', 'lr_tilde', 'lr_D'):
-        if key in hparams:
-            _check_float(hparams, key)
-    if hparams.get('gradient_penalty') is not None:
-        _check_float(hparams, 'gradient_penalty', positive=False)
-    return dict(hparams)
-
 
 def _per_sample_output_shape(model, input_shape, what):
     """Output shape of ``model`` on one zero input (works for functional and subclassed models)."""
@@ -237,20 +185,7 @@ class FSHA:
                              f'SETUPS; 3 = split level 4), got {id_setup!r}')
         self.id_setup = int(id_setup)
         self.hparams = validate_hparams(hparams, self.REQUIRED_HPARAMS)
-        unknown = set(options) - set(OPTION_DEFAULTS)
-        if unknown:
-            raise TypeError(f'unknown options {sorted(unknown)}; known: {sorted(OPTION_DEFAULTS)}')
-        opts = {k: next((v for v in (options.get(k), self.hparams.get(k)) if v is not None), d)
-                for k, d in OPTION_DEFAULTS.items()}
-        if opts['gp_norm'] not in GP_NORMS:
-            raise ValueError(f"gp_norm must be one of {GP_NORMS}, got {opts['gp_norm']!r}")
-        if opts['architecture'] not in architectures.ARCHITECTURES:
-            raise ValueError(f'architecture must be one of {architectures.ARCHITECTURES}, got '
-                             f"{opts['architecture']!r}")
-        if opts['d_stem'] not in architectures.D_STEMS:
-            raise ValueError(f"d_stem must be one of {architectures.D_STEMS}, got {opts['d_stem']!r}")
-        if not (isinstance(opts['gp_eps'], numbers.Real) and opts['gp_eps'] >= 0):
-            raise ValueError(f"gp_eps must be a number >= 0, got {opts['gp_eps']!r}")
+        opts = resolve_options(options, self.hparams)
         self.options = opts
         self.wgan = bool(self.hparams['WGAN'])
         gp = self.hparams.get('gradient_penalty')

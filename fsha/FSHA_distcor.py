@@ -22,13 +22,11 @@ Pass ``alpha1=0`` for an undefended client and ``alpha2=1`` for an unscaled adve
 """
 from __future__ import annotations
 
-import math
-import numbers
-
 import tensorflow as tf
 
 from defenses import DCOR_FORMS, distance_correlation
 from fsha.FSHA import FSHA
+from fsha.hparams import alphas as _alphas
 
 UPDATE_SCHEMES = ("two_steps", "combined")
 
@@ -79,21 +77,3 @@ class FSHA_dc(FSHA):  # noqa: N801 (original name)
             self.apply_loss(tape, combined, self.f.trainable_variables, self.optimizer0)
         del tape
         return f_loss, tilde_f_loss, d_loss, out['loss_c_verification'], dcor
-
-
-def _alphas(hparams):
-    """``(alpha1, alpha2)`` from hparams, or a ValueError saying what is missing or wrong."""
-    if not hasattr(hparams, "get"):
-        raise TypeError(f"hparams must be a dict, got {type(hparams).__name__}")
-    missing = [k for k in ("alpha1", "alpha2") if hparams.get(k) is None]
-    if missing:
-        raise ValueError(
-            f"FSHA_dc needs hparams 'alpha1' (the client's dCor weight, e.g. 10000; 0 = no defense) and "
-            f"'alpha2' (the attacker's scale on the adversarial loss, e.g. 50; 1 = unscaled); missing: {missing}")
-    out = []
-    for key in ("alpha1", "alpha2"):
-        value = hparams[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"hparams[{key!r}] must be a finite number >= 0, got {value!r}")
-        out.append(float(value))
-    return tuple(out)

@@ -6,20 +6,47 @@ x/127.5 - 1, clipped), labels uint8 scalars as Keras gives them. Every stream is
 10,000, reshuffled on each pass. Xpriv is the train split and Xpub the test split.
 
 Differences from the original, all without effect on the values: the preprocessing runs once over the whole
-array instead of per element inside the pipeline, and scikit-learn / TFDS are not imported.
+array instead of per element inside the pipeline, in NumPy (the same bilinear kernel as ``tf.image.resize``,
+equal to float32 rounding), and scikit-learn / TFDS are not imported. The arrays (:func:`load_arrays`) need no
+TensorFlow; only the ``tf.data`` streams do.
 """
 from __future__ import annotations
 
 import functools
 
 import numpy as np
-import tensorflow as tf
 
 from splitnn import data as _data
 from splitnn.plots import image_grid_figure
 
 SHUFFLE_BUFFER = 10_000
 IMAGE_SHAPE = (32, 32, 3)
+
+
+def _bilinear_taps(in_size: int, out_size: int):
+    """Source rows (lower, upper) and weights of TF's bilinear resize with half-pixel centres."""
+    scale = np.float32(in_size / out_size)
+    src = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    floor = np.floor(src)
+    lower = np.maximum(floor, 0).astype(np.int64)
+    upper = np.minimum(np.ceil(src), in_size - 1).astype(np.int64)
+    return lower, upper, (src - floor).astype(np.float32)
+
+
+def resize_bilinear(x: np.ndarray, size) -> np.ndarray:
+    """``tf.image.resize(x, size)`` (bilinear, half-pixel centres, no antialiasing) in NumPy, float32.
+
+    Same taps, weights and operation order as TensorFlow's kernel (top and bottom rows interpolated
+    along x, then along y), so the FSHA images need no TensorFlow (the JAX runner's GPU machines have
+    none). Equal to TensorFlow's output to float32 rounding (tested)."""
+    x = np.asarray(x, np.float32)
+    y_lo, y_hi, y_w = _bilinear_taps(x.shape[1], size[0])
+    x_lo, x_hi, x_w = _bilinear_taps(x.shape[2], size[1])
+    x_w = x_w[None, None, :, None]
+    top, bottom = x[:, y_lo], x[:, y_hi]
+    top = top[:, :, x_lo] + (top[:, :, x_hi] - top[:, :, x_lo]) * x_w
+    bottom = bottom[:, :, x_lo] + (bottom[:, :, x_hi] - bottom[:, :, x_lo]) * x_w
+    return top + (bottom - top) * y_w[None, :, None, None]
 
 
 def preprocess(x_uint8, batch: int = 8192) -> np.ndarray:
@@ -31,16 +58,18 @@ def preprocess(x_uint8, batch: int = 8192) -> np.ndarray:
         raise ValueError(f"expected images [N, H, W] or [N, H, W, 1|3], got shape {x.shape}")
     out = np.empty((x.shape[0],) + IMAGE_SHAPE, np.float32)
     for start in range(0, x.shape[0], batch):
-        chunk = tf.cast(x[start:start + batch], tf.float32)
+        chunk = x[start:start + batch].astype(np.float32)
         if chunk.shape[-1] == 1:
-            chunk = tf.tile(chunk, [1, 1, 1, 3])
-        chunk = tf.image.resize(chunk, IMAGE_SHAPE[:2])  # bilinear, no antialiasing: TF's default
-        out[start:start + batch] = tf.clip_by_value(chunk / 127.5 - 1.0, -1.0, 1.0).numpy()
+            chunk = np.repeat(chunk, 3, axis=-1)
+        chunk = resize_bilinear(chunk, IMAGE_SHAPE[:2])
+        out[start:start + batch] = np.clip(chunk / np.float32(127.5) - np.float32(1.0), -1.0, 1.0)
     return out
 
 
-def make_dataset(x, y, shuffle: bool = True) -> tf.data.Dataset:
-    """An unbatched stream of ``(image, label)`` over already preprocessed images."""
+def make_dataset(x, y, shuffle: bool = True):
+    """An unbatched ``tf.data`` stream of ``(image, label)`` over already preprocessed images."""
+    import tensorflow as tf  # here, so that the NumPy loaders work without TensorFlow
+
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         ds = ds.shuffle(SHUFFLE_BUFFER, reshuffle_each_iteration=True)
@@ -62,14 +91,20 @@ def _splits(name: str):
     return _splits_cached(name, None if root is None else str(root))
 
 
-def load_dataset(name: str):
-    """``(xpriv, xpub)`` for ``mnist`` or ``fashion_mnist`` (any alias :mod:`splitnn.data` knows)."""
+def load_arrays(name: str):
+    """``(x_train, y_train, x_test, y_test)`` of ``mnist`` or ``fashion_mnist`` as preprocessed, read-only NumPy
+    arrays (x_train is Xpriv, x_test Xpub). Needs no TensorFlow."""
     key = _data.canonical_name(name)
     if key not in ("mnist", "fashion_mnist"):
         raise _data.UnknownDatasetError(
             f"FSHA's loaders cover mnist and fashion_mnist; {name!r} has no FSHA preprocessing here "
             f"(use load_omniglot for Omniglot).")
-    xtr, ytr, xte, yte = _splits(key)
+    return _splits(key)
+
+
+def load_dataset(name: str):
+    """``(xpriv, xpub)`` streams for ``mnist`` or ``fashion_mnist`` (any alias :mod:`splitnn.data` knows)."""
+    xtr, ytr, xte, yte = load_arrays(name)
     return make_dataset(xtr, ytr), make_dataset(xte, yte)
 
 

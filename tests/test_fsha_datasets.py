@@ -19,6 +19,13 @@ def test_preprocess_matches_the_original_order_of_operations():
     assert np.array_equal(x[..., 0], x[..., 2])
 
 
+@pytest.mark.parametrize("size", [(32, 32), (7, 9), (13, 29), (40, 11)])
+def test_numpy_resize_equals_tf_image_resize(size):
+    """The NumPy bilinear resize (so the arrays need no TensorFlow) is TensorFlow's, bit for bit."""
+    x = np.random.default_rng(0).uniform(0, 255, (3, 13, 29, 2)).astype(np.float32)
+    np.testing.assert_array_equal(datasets.resize_bilinear(x, size), tf.image.resize(x, size).numpy())
+
+
 def test_load_mnist_streams():
     xpriv, xpub = datasets.load_mnist()
     assert int(xpriv.cardinality()) == 60000 and int(xpub.cardinality()) == 10000

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Source on the lent GPU machine (JAX, no TensorFlow, no network) at the start of each command:
+#   source benchmarks/device/setup.sh
+# Installs the carried Keras wheels into the machine's Python and points the package at the carried data.
+python3 -m pip install -q --no-index --find-links .device/wheels keras namex optree
+export KERAS_BACKEND=jax SPLITNN_DATA_DIR="$PWD/.device/data" PYTHONUNBUFFERED=1
+# checkpoints and caches live outside the repo: a carried .device/ replaces the one there on every call
+export SPLITNN_CACHE_DIR=/tmp/splitnn-cache
+mkdir -p "$SPLITNN_CACHE_DIR" /tmp/splitnn-device
+cp -n .device/cache/* "$SPLITNN_CACHE_DIR"/ 2>/dev/null || true
+python3 -c "import jax, keras; print('keras', keras.__version__, 'on', keras.backend.backend(), '| jax', jax.__version__, jax.devices())"
