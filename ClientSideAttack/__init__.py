@@ -12,17 +12,41 @@ Quick start::
     server(5000)
     bad = server.clients[0]
     rate = Judge.load().target_rate(bad.generate(1000), target_class=1)
+
+The names below are imported lazily (on first access), so that
+:mod:`ClientSideAttack.jax_runner`, the TensorFlow-free port for Keras' JAX backend, can be imported
+without importing TensorFlow through this package's ``__init__``.
 """
 
-from .archs import (FAKE_CLASS, IMAGE_SHAPE, LATENT_DIM, NUM_CLASSES, make_f, make_ff,
-                    make_generator, make_s)
-from .clients import (GENERATOR, GRADIENT_FACTOR, HONEST, POISON, BadClient, Client, scale_down,
-                      scale_up)
-from .judge import JUDGE_VERSION, Judge
-from .server import OPTIMIZER_MODES, Server, build_attack
+import importlib
+
+# public name -> submodule defining it
+_EXPORTS = {
+    "FAKE_CLASS": "archs", "IMAGE_SHAPE": "archs", "LATENT_DIM": "archs", "NUM_CLASSES": "archs",
+    "make_f": "archs", "make_ff": "archs", "make_generator": "archs", "make_s": "archs",
+    "GENERATOR": "settings", "GRADIENT_FACTOR": "settings", "HONEST": "settings", "POISON": "settings",
+    "BadClient": "clients", "Client": "clients", "scale_down": "clients", "scale_up": "clients",
+    "JUDGE_VERSION": "judge", "Judge": "judge",
+    "OPTIMIZER_MODES": "settings", "Server": "server", "build_attack": "server",
+}
+_SUBMODULES = ("archs", "clients", "dataset", "judge", "server", "settings", "jax_runner")
 
 __all__ = [
     "FAKE_CLASS", "IMAGE_SHAPE", "LATENT_DIM", "NUM_CLASSES", "make_f", "make_ff", "make_generator",
     "make_s", "GENERATOR", "GRADIENT_FACTOR", "HONEST", "POISON", "BadClient", "Client",
     "scale_down", "scale_up", "JUDGE_VERSION", "Judge", "OPTIMIZER_MODES", "Server", "build_attack",
 ]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))

@@ -25,7 +25,6 @@ Malicious client (:class:`BadClient`, target class ``yt``, gradient factor ``k``
   server) but not ``G``. ``G`` still runs in training mode, so its BatchNorm statistics update.
 """
 
-import math
 import numbers
 
 import keras
@@ -33,28 +32,13 @@ import numpy as np
 import tensorflow as tf
 
 from .archs import FAKE_CLASS, LATENT_DIM
+from .settings import GENERATOR, GRADIENT_FACTOR, HONEST, POISON, validate_factor
 
-#: Gradient factor of the original.
-GRADIENT_FACTOR = 1e5
-#: Phase names.
-HONEST = "honest"
-GENERATOR = "generator"
-POISON = "poison"
 
 __all__ = [
     "GRADIENT_FACTOR", "HONEST", "GENERATOR", "POISON", "scale_up", "scale_down",
     "validate_factor", "Client", "BadClient",
 ]
-
-
-def validate_factor(factor):
-    """Return ``factor`` as a float; raise ValueError unless it is a finite real number > 0."""
-    if isinstance(factor, bool) or not isinstance(factor, numbers.Real):
-        raise ValueError(f"gradient_factor must be a finite real number > 0, got {factor!r}")
-    factor = float(factor)
-    if not math.isfinite(factor) or factor <= 0:
-        raise ValueError(f"gradient_factor must be a finite real number > 0, got {factor!r}")
-    return factor
 
 
 def scale_up(x, factor=GRADIENT_FACTOR):

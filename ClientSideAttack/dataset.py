@@ -8,7 +8,6 @@ attack does not use it (the package uses it to check the judge classifier and ho
 """
 
 import numpy as np
-import tensorflow as tf
 
 from splitnn import data as _data
 
@@ -43,6 +42,8 @@ def load_mnist(name="mnist", seed=None):
     ``seed`` makes that order reproducible. ``xtest`` is not shuffled (the original shuffles it the
     same way, but never uses it). Labels keep the Keras dtype (uint8, shape []).
     """
+    import tensorflow as tf  # here: the arrays above serve TensorFlow-free callers (the JAX runner) too
+
     x_train, y_train, x_test, y_test = load_mnist_arrays(name)
     xpriv = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(
         SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
 
 #: Version key of the cached judge (architecture + training recipe).
@@ -59,6 +58,8 @@ def make_judge_model(seed=TRAIN_SEED):
 def train_judge_model(x_train, y_train, epochs=TRAIN_EPOCHS, batch_size=TRAIN_BATCH, lr=TRAIN_LR,
                       seed=TRAIN_SEED, verbose=False):
     """Train :func:`make_judge_model` with Adam and a seeded NumPy shuffle; returns the model."""
+    import tensorflow as tf  # here, so that the JAX runner can reuse this module without TensorFlow
+
     model = make_judge_model(seed)
     opt = keras.optimizers.Adam(lr)
     opt.build(model.trainable_variables)
@@ -89,8 +90,12 @@ def train_judge_model(x_train, y_train, epochs=TRAIN_EPOCHS, batch_size=TRAIN_BA
 class Judge:
     """A trained MNIST classifier used to score generated samples.
 
-    Use :meth:`Judge.load` to get the cached one (trained and cached on first use).
+    Use :meth:`Judge.load` to get the cached one (trained and cached on first use). Subclasses for other
+    Keras backends replace :meth:`train` and :meth:`logits` (``ClientSideAttack.jax_runner.JaxJudge``).
     """
+
+    #: Recorded in the cache's metadata when this class trains the judge (None: not recorded).
+    TRAINED_WITH = None
 
     def __init__(self, model, info=None):
         self.model = model
@@ -129,13 +134,15 @@ class Judge:
             print(f"training the judge classifier {version!r} on {len(x_train)} images "
                   f"(cached under {directory})", flush=True)
         t0 = time.perf_counter()
-        model = train_judge_model(x_train, y_train, epochs=epochs, verbose=verbose)
+        model = cls.train(x_train, y_train, epochs=epochs, verbose=verbose)
         seconds = time.perf_counter() - t0
         judge = cls(model, {})
         acc = float(np.mean(judge.classify(x_test) == np.asarray(y_test).astype(np.int64)))
         info = {"version": version, "test_accuracy": acc, "train_seconds": round(seconds, 1),
                 "epochs": epochs, "train_images": int(len(x_train)), "batch_size": TRAIN_BATCH,
                 "learning_rate": TRAIN_LR, "seed": TRAIN_SEED}
+        if cls.TRAINED_WITH:
+            info["trained_with"] = cls.TRAINED_WITH
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".tmp-{os.getpid()}-{weights.name}"
         model.save_weights(tmp)
@@ -154,9 +161,19 @@ class Judge:
         images = np.asarray(images, np.float32)
         if images.ndim != 4 or images.shape[1:] != (28, 28, 1):
             raise ValueError(f"judge expects images of shape (N, 28, 28, 1), got {images.shape}")
-        out = [tf.nn.softmax(self.model(images[i:i + batch_size], training=False)).numpy()
-               for i in range(0, len(images), batch_size)]
-        return np.concatenate(out, axis=0)
+        logits = np.concatenate([self.logits(images[i:i + batch_size])
+                                 for i in range(0, len(images), batch_size)], axis=0).astype(np.float64)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    @staticmethod
+    def train(x_train, y_train, epochs=TRAIN_EPOCHS, verbose=False):
+        """Train a new judge model (:func:`train_judge_model`)."""
+        return train_judge_model(x_train, y_train, epochs=epochs, verbose=verbose)
+
+    def logits(self, images):
+        """The model's logits for one batch, as NumPy."""
+        return np.asarray(self.model(images, training=False))
 
     def classify(self, images, batch_size=1000):
         return self.probabilities(images, batch_size).argmax(axis=1)

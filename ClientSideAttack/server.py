@@ -50,7 +50,6 @@ Iteration parity uses the server's running iteration counter, so ``server(2500);
 equals ``server(5000)``; for a single call this is the original's loop index.
 """
 
-import math
 import numbers
 import time
 
@@ -59,11 +58,11 @@ import numpy as np
 import tensorflow as tf
 
 from . import archs
-from .clients import GENERATOR, GRADIENT_FACTOR, HONEST, BadClient, Client
+from .clients import BadClient, Client
+from .settings import GENERATOR, GRADIENT_FACTOR, HONEST, OPTIMIZER_MODES, check_training_options
 
 __all__ = ["Server", "build_attack", "OPTIMIZER_MODES", "output_shape"]
 
-OPTIMIZER_MODES = ("shared", "per_group")
 
 
 def _fmt(shape):
@@ -158,19 +157,8 @@ class Server:
             if not isinstance(c, Client):
                 raise TypeError(f"clients[{i}] must be a Client or BadClient, got {type(c).__name__}")
         self.clients = clients
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.batch_size = int(batch_size)
-        if (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real)
-                or not math.isfinite(learning_rate) or learning_rate <= 0):
-            raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
-        self.learning_rate = float(learning_rate)
-        if optimizer not in OPTIMIZER_MODES:
-            raise ValueError(f"optimizer must be one of {OPTIMIZER_MODES}, got {optimizer!r}")
-        self.optimizer_mode = optimizer
-        if server_training not in (None, True, False):
-            raise ValueError(f"server_training must be None, True or False, got {server_training!r}")
-        self.server_training = server_training
+        self.batch_size, self.learning_rate, self.optimizer_mode, self.server_training = check_training_options(
+            batch_size, learning_rate, optimizer, server_training)
         self.run_eagerly = bool(run_eagerly)
 
         if isinstance(xpriv, (tuple, list)) and len(xpriv) == 2:

@@ -44,8 +44,13 @@ def parse_args(argv=None):
     p.add_argument('--timing-steps', type=int, default=50, help='steps of the bare forward+backward timing')
     p.add_argument('--checkpoint', default=None, help='.npz to resume from (if present) and save to')
     p.add_argument('--checkpoint-every', type=int, default=1000)
+    p.add_argument('--max-seconds', type=float, default=None,
+                   help='stop training after this long, save --checkpoint and exit with status 3 (run again to go on)')
     p.add_argument('--out', default=None, help='folder for the JSON summary and the log figure')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.max_seconds is not None and not args.checkpoint:
+        p.error('--max-seconds needs --checkpoint (the progress is kept there)')
+    return args
 
 
 def bare_forward_backward(attack):
@@ -96,11 +101,21 @@ def main(argv=None):
     jax.block_until_ready(attack.state)
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    attack(remaining, verbose=True, log_frequency=args.log_frequency, checkpoint=args.checkpoint,
-           checkpoint_every=args.checkpoint_every if args.checkpoint else None,
-           printer=lambda s: print(s, flush=True))
+    chunk = remaining if args.max_seconds is None else min(remaining, args.checkpoint_every)
+    done = 0
+    while done < remaining:  # in chunks when a time limit is set, so that the run can stop in time
+        steps_now = min(chunk, remaining - done)
+        attack(steps_now, verbose=True, log_frequency=args.log_frequency, checkpoint=args.checkpoint,
+               checkpoint_every=args.checkpoint_every if args.checkpoint else None,
+               printer=lambda s: print(s, flush=True))
+        done += steps_now
+        if args.max_seconds is not None and done < remaining and time.perf_counter() - t0 + first > args.max_seconds:
+            print(f'stopped at iteration {attack.iteration} after {args.max_seconds:.0f} s; checkpoint '
+                  f'{args.checkpoint} saved: run the same command again to continue', flush=True)
+            sys.exit(3)
     jax.block_until_ready(attack.state)
     elapsed = time.perf_counter() - t0
+    remaining = done
     step_s = elapsed / max(remaining, 1)
     print(f'first step (incl. compilation): {first:.1f} s; then {1 / step_s:.1f} steps/s ({1e3 * step_s:.2f} ms/step '
           f'over {remaining} steps)')

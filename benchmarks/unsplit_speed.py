@@ -10,7 +10,10 @@ per image):
 2. a straightforward eager PyTorch implementation of the same inner loop (the original's structure: zero_grad,
    forward, MSE + TV + l2, backward, Adam(amsgrad) step; target detached, which only helps PyTorch), one intra-op
    thread, ``--torch-rounds`` rounds, extrapolated the same way;
-3. ``--batch`` targets inverted at once (each with its own x~ and clone copy) against one image, same rounds.
+3. ``--batch`` targets inverted at once (each with its own x~ and clone copy) against one image, same rounds;
+4. the **arithmetic floor** of that ratio: the first convolution's four matrix products that every input step +
+   clone step pair needs (two forwards, the input gradient, the weight gradient), alone in a compiled loop, for 1 and for
+   ``--batch`` models. No implementation of the same arithmetic on this machine can batch below that ratio.
 
 Every timing is the best of ``--repeat`` runs (the machine may be shared; the spread is printed). Compile time
 is reported separately and excluded.
@@ -104,6 +107,39 @@ def torch_reference(arch, depth, image_nchw, rounds, input_iters, model_iters, t
     return best, times, torch.__version__
 
 
+def product_floor(arch, batch, dtype, reps=2000, repeat=3):
+    """Seconds per step pair of the first convolution's products alone (im2col layout as in the engine):
+    ``W[O, CKK] @ cols[CKK, HW]`` (forward, in both steps), ``W^T @ dY`` (input gradient, input step),
+    ``dY @ cols^T`` (weight gradient, clone step),
+    for ``batch`` independent models, in an XLA-compiled while loop; best of ``repeat``."""
+    import tensorflow as tf
+
+    from unsplit_tf.models import ARCHITECTURES
+
+    first = ARCHITECTURES[arch][0]
+    size = 28 if arch == "mnist" else 32
+    hw = (size - first.kernel + 1) ** 2 if first.padding == "valid" else size * size
+    ckk = first.in_units * first.kernel ** 2
+    rng = tf.random.Generator.from_seed(0)
+    w = rng.normal((batch, first.out_units, ckk), dtype=dtype)
+    cols = rng.normal((batch, ckk, hw), dtype=dtype)
+    cols2 = rng.normal((batch, ckk, hw), dtype=dtype)
+    dy = rng.normal((batch, first.out_units, hw), dtype=dtype)
+
+    @tf.function(jit_compile=True, autograph=False)
+    def loop(w, cols, dy):
+        def body(i, w, acc):
+            y = tf.matmul(w, cols)                                   # input step: forward
+            dcols = tf.matmul(w, dy + y * 1e-9, transpose_a=True)    # input step: input gradient
+            y2 = tf.matmul(w, cols2)                                 # clone step: forward
+            dw = tf.matmul(dy + y2 * 1e-9, cols2, transpose_b=True)  # clone step: weight gradient
+            return i + 1, w + 1e-12 * dw, acc + dcols[:, :1, :1]
+        return tf.while_loop(lambda i, *a: i < reps, body, (tf.constant(0), w, tf.zeros((batch, 1, 1), dtype)))
+    loop(w, cols, dy)[1].numpy()
+    best = min(timed(lambda: loop(w, cols, dy)[1].numpy(), 1)[0] for _ in range(repeat))
+    return best / reps
+
+
 def main(argv=None):
     args = parse_args(argv)
     from unsplit_tf.util import configure_threads
@@ -174,6 +210,13 @@ def main(argv=None):
     print(f"TF port, {args.batch} images batched: {args.rounds} rounds in {tb:.3f} s (runs: "
           f"{', '.join(f'{s:.3f}' for s in batches)}) -> {tb / t1:.2f}x the time of one image "
           f"({tb * scale / args.batch:.1f} s per image, extrapolated)")
+    floor_1 = product_floor(arch, 1, tf.float32)
+    floor_b = product_floor(arch, args.batch, tf.float32)
+    res.update({"floor_products_s_single": floor_1, "floor_products_s_batched": floor_b,
+                "floor_ratio": floor_b / floor_1})
+    print(f"arithmetic floor: the first convolution's 4 products alone take {1e6 * floor_1:.1f} us per step pair "
+          f"for 1 model and {1e6 * floor_b:.1f} us for {args.batch} -> {floor_b / floor_1:.2f}x: batching cannot go "
+          f"below that on this machine (with {args.threads} intra-op thread(s))")
     if not args.no_torch:
         try:
             nchw = np.transpose(imgs[:1], (0, 3, 1, 2)).copy()
