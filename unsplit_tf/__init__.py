@@ -3,11 +3,32 @@ label inference against split learning. See ``docs``/the spec for the faithful d
 
 Modules mirror the original: :mod:`unsplit_tf.models` (MnistNet, CifarNet), :mod:`unsplit_tf.attacks`
 (``model_inversion_stealing``, ``label_inference``), :mod:`unsplit_tf.util` (TV, l2, targets, test score);
-plus :mod:`unsplit_tf.optim` (PyTorch-exact Adam), :mod:`unsplit_tf.training`, :mod:`unsplit_tf.torch_interop`
-and the two demos.
+plus :mod:`unsplit_tf.optim` (PyTorch-exact Adam), :mod:`unsplit_tf.training`, :mod:`unsplit_tf.torch_interop`,
+the two demos, and :mod:`unsplit_tf.jax_engine` (the inversion engine in JAX, for GPU machines without
+TensorFlow).
+
+The names below are imported on first access, so that the TensorFlow-free modules (:mod:`unsplit_tf.layers`,
+:mod:`unsplit_tf.jax_engine`) import without TensorFlow.
 """
-from unsplit_tf.attacks import (InversionConfig, InversionResult, LabelInferenceResult, invert_images,  # noqa: F401
-                                label_inference, model_inversion_stealing, model_inversion_stealing_batched,
-                                run_label_inference)
-from unsplit_tf.models import CifarNet, MnistNet, build_model  # noqa: F401
-from unsplit_tf.optim import TorchAdam  # noqa: F401
+import importlib
+
+_EXPORTS = {
+    "InversionConfig": "attacks", "InversionResult": "attacks", "LabelInferenceResult": "attacks",
+    "invert_images": "attacks", "label_inference": "attacks", "model_inversion_stealing": "attacks",
+    "model_inversion_stealing_batched": "attacks", "run_label_inference": "attacks",
+    "CifarNet": "models", "MnistNet": "models", "build_model": "models", "TorchAdam": "optim",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
