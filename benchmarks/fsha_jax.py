@@ -115,7 +115,6 @@ def main(argv=None):
             sys.exit(3)
     jax.block_until_ready(attack.state)
     elapsed = time.perf_counter() - t0
-    remaining = done
     step_s = elapsed / max(remaining, 1)
     print(f'first step (incl. compilation): {first:.1f} s; then {1 / step_s:.1f} steps/s ({1e3 * step_s:.2f} ms/step '
           f'over {remaining} steps)')
@@ -149,7 +148,7 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
         reference.save_log_figure(attack, out / f'{name}_jax_log.png', reference_name=name,
                                   suptitle=f'{name}, Keras-JAX on {jax.devices()[0].device_kind}')
-        rec, _ = attack.attack(xtr[:8])
+        rec = attack.reconstruct(xtr[:8])
         from splitnn.plots import save_image_grid
         save_image_grid([xtr[:8], rec], out / f'{name}_jax_reconstructions.png', value_range=(-1.0, 1.0),
                         suptitle='top: held-out private images; bottom: FSHA reconstructions')

@@ -107,6 +107,24 @@ def torch_reference(arch, depth, image_nchw, rounds, input_iters, model_iters, t
     return best, times, torch.__version__
 
 
+def load_images(dataset, arch, n, rng):
+    """``n`` attack targets [n, H, W, C] in [0, 1] and a description: the first test image of each class (repeated
+    beyond 10), or random images when the data is unavailable (timing only needs the shapes)."""
+    import numpy as np
+
+    try:
+        from splitnn.data import first_index_per_class, load_unsplit
+
+        d = load_unsplit(dataset)
+        idx = first_index_per_class(d.y_test)
+        idx = np.resize(idx, n)  # more than 10 targets: repeat the classes
+        return d.x_test[idx], f"first-of-class test images of {d.description}"
+    except Exception as exc:  # noqa: BLE001 - data is optional for a timing run
+        shape = (28, 28, 1) if arch == "mnist" else (32, 32, 3)
+        return (rng.uniform(0, 1, (n,) + shape).astype(np.float32),
+                f"random images (data unavailable: {type(exc).__name__})")
+
+
 def product_floor(arch, batch, dtype, reps=2000, repeat=3):
     """Seconds per step pair of the first convolution's products alone (im2col layout as in the engine):
     ``W[O, CKK] @ cols[CKK, HW]`` (forward, in both steps), ``W^T @ dY`` (input gradient, input step),
@@ -154,17 +172,7 @@ def main(argv=None):
     arch = "cifar" if args.dataset == "cifar" else "mnist"
     depth = check_split_depth(arch, args.depth)
     rng = np.random.default_rng(0)
-    try:
-        from splitnn.data import load_unsplit
-        from unsplit_tf.util import first_index_per_class
-
-        d = load_unsplit(args.dataset)
-        imgs = d.x_test[first_index_per_class(d.y_test)][:max(args.batch, 1)]
-        source = f"first-of-class test images of {d.description}"
-    except Exception as exc:  # noqa: BLE001 - data is optional for a timing run
-        shape = (28, 28, 1) if arch == "mnist" else (32, 32, 3)
-        imgs = rng.uniform(0, 1, (max(args.batch, 10),) + shape).astype(np.float32)
-        source = f"random images (data unavailable: {type(exc).__name__})"
+    imgs, source = load_images(args.dataset, arch, max(args.batch, 1), rng)
     client = build_model(arch, seed=1)
     clone = build_model(arch, seed=2)
     smashed = client(imgs, end=depth)

@@ -41,27 +41,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def load_images(dataset, arch, n, rng):
-    import numpy as np
-
-    try:
-        from splitnn.data import first_index_per_class, load_unsplit
-
-        d = load_unsplit(dataset)
-        idx = first_index_per_class(d.y_test)
-        idx = np.resize(idx, n)  # more than 10 targets: repeat the classes
-        return d.x_test[idx], f"first-of-class test images of {d.description}"
-    except Exception as exc:  # noqa: BLE001 - data is optional for a timing run
-        shape = (28, 28, 1) if arch == "mnist" else (32, 32, 3)
-        return (rng.uniform(0, 1, (n,) + shape).astype(np.float32),
-                f"random images (data unavailable: {type(exc).__name__})")
-
-
 def main(argv=None):
     args = parse_args(argv)
     import jax
     import jax.numpy as jnp
     import numpy as np
+
+    from unsplit_speed import load_images  # the TF benchmark's targets (that module imports TF only in its main)
 
     from unsplit_tf import jax_engine as je  # TensorFlow-free (the package imports TF modules lazily)
 

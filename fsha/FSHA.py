@@ -48,8 +48,8 @@ import tensorflow as tf
 
 from fsha import architectures
 from fsha.hparams import (GP_NORMS, OPTION_DEFAULTS, REFERENCE_HPARAMS, _positive_int,  # noqa: F401
-                          resolve_options, validate_hparams)
-from splitnn.utils import check_output_shape, set_seed
+                          make_optimizers, resolve_options, validate_hparams)
+from splitnn.utils import check_output_shape, per_sample_output_shape, set_seed
 
 # ----------------------------------------------------------------------------------------------- losses
 
@@ -112,17 +112,6 @@ def mse(a, b):
 
 
 # ------------------------------------------------------------------------------------------- validation
-
-def _per_sample_output_shape(model, input_shape, what):
-    """Output shape of ``model`` on one zero input (works for functional and subclassed models)."""
-    try:
-        out = model(tf.zeros((1,) + tuple(input_shape)), training=False)
-    except Exception as err:  # the user's model: report what it was given
-        raise ValueError(f'{what} cannot be applied to inputs of shape {tuple(input_shape)}: {err}') from err
-    if isinstance(out, (list, tuple, dict)):
-        raise ValueError(f'{what} must have a single output, got {type(out).__name__}')
-    return tuple(int(d) for d in out.shape[1:])
-
 
 def _image_spec(ds, what):
     if not isinstance(ds, tf.data.Dataset):
@@ -210,12 +199,12 @@ class FSHA:
         self.f = client if client is not None else make_f(self.input_shape, resblock_bn=opts['resblock_bn'])
         self.tilde_f = pilot if pilot is not None else make_tilde_f(self.input_shape,
                                                                      architecture=opts['architecture'])
-        z_pilot = _per_sample_output_shape(self.tilde_f, self.input_shape, 'pilot f~')
-        z_client = _per_sample_output_shape(self.f, self.input_shape, 'client network f')
+        z_pilot = per_sample_output_shape(self.tilde_f, self.input_shape, 'pilot f~')
+        z_client = per_sample_output_shape(self.f, self.input_shape, 'client network f')
         check_output_shape(z_client, z_pilot, "client network f (its output must have the pilot f~'s shape)")
         self.z_shape = z_pilot
         self.D = discriminator if discriminator is not None else make_D(self.z_shape, stem=opts['d_stem'])
-        d_out = _per_sample_output_shape(self.D, self.z_shape, 'discriminator D')
+        d_out = per_sample_output_shape(self.D, self.z_shape, 'discriminator D')
         if d_out not in ((1,), ()):
             raise ValueError(f'discriminator D: output shape per sample is {d_out}, expected (1,) '
                              '(one critic score per sample)')
@@ -223,13 +212,9 @@ class FSHA:
             make_decoder, self.z_shape, channels=self.input_shape[-1])
         self._check_decoder()
 
-        self.optimizer0 = keras.optimizers.Adam(learning_rate=self.hparams['lr_f'])
-        self.optimizer1 = keras.optimizers.Adam(learning_rate=self.hparams['lr_tilde'])
-        self.optimizer2 = keras.optimizers.Adam(learning_rate=self.hparams['lr_D'])
         # Built now so a checkpoint can be restored before the first step.
-        self.optimizer0.build(self.f.trainable_variables)
-        self.optimizer1.build(self.tilde_f.trainable_variables + self.decoder.trainable_variables)
-        self.optimizer2.build(self.D.trainable_variables)
+        self.optimizer0, self.optimizer1, self.optimizer2 = make_optimizers(
+            self.hparams, self.f, self.tilde_f, self.decoder, self.D)
 
         ncol = len(self.LOG_COLUMNS)
         self._iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name='iteration')
@@ -266,7 +251,7 @@ class FSHA:
         return make_decoder(z_shape, channels=channels, architecture=self.options['architecture'])
 
     def _check_decoder(self):
-        out = _per_sample_output_shape(self.decoder, self.z_shape, 'decoder f~^-1')
+        out = per_sample_output_shape(self.decoder, self.z_shape, 'decoder f~^-1')
         check_output_shape(out, self.input_shape, 'decoder f~^-1 (it must map features back to the image shape)')
 
     def _check_label_spec(self, ds, what):
@@ -509,7 +494,7 @@ class FSHA_binary_property(FSHA):  # noqa: N801 (original name)
         return architectures.classifier_binary(z_shape, self.class_num)
 
     def _check_decoder(self):
-        out = _per_sample_output_shape(self.decoder, self.z_shape, 'property head')
+        out = per_sample_output_shape(self.decoder, self.z_shape, 'property head')
         check_output_shape(out, (self.class_num,), 'property head (one logit per class)')
 
     def _check_label_spec(self, ds, what):

@@ -20,8 +20,8 @@ import tensorflow as tf
 from keras import layers
 
 from fsha import architectures
-from fsha.FSHA import _image_spec, _per_sample_output_shape, _positive_int
-from splitnn.utils import check_output_shape, set_seed
+from fsha.FSHA import _image_spec, _positive_int
+from splitnn.utils import check_output_shape, per_sample_output_shape, set_seed
 
 
 def default_server(z_shape, num_classes=10, name='server'):
@@ -55,9 +55,9 @@ class HonestSplitTraining:
         self.client_dataset = xpriv.batch(self.batch_size, drop_remainder=True).repeat(-1)
         self.f = client if client is not None else architectures.SETUPS[id_setup][0](
             self.input_shape, resblock_bn=resblock_bn)
-        self.z_shape = _per_sample_output_shape(self.f, self.input_shape, 'client network f')
+        self.z_shape = per_sample_output_shape(self.f, self.input_shape, 'client network f')
         self.s = server if server is not None else default_server(self.z_shape, self.num_classes)
-        check_output_shape(_per_sample_output_shape(self.s, self.z_shape, 'server s'), (self.num_classes,),
+        check_output_shape(per_sample_output_shape(self.s, self.z_shape, 'server s'), (self.num_classes,),
                            'server s (one logit per class)')
         self.optimizer_client = keras.optimizers.Adam(lr)
         self.optimizer_server = keras.optimizers.Adam(lr)

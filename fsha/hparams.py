@@ -83,6 +83,21 @@ def resolve_options(options, hparams, defaults=OPTION_DEFAULTS):
     return opts
 
 
+def make_optimizers(hparams, f, tilde_f, decoder, D):
+    """The attack's three Adams, built: f (``lr_f``), f~ + decoder (``lr_tilde``), D (``lr_D``)."""
+    import keras
+
+    groups = ((hparams['lr_f'], f.trainable_variables),
+              (hparams['lr_tilde'], tilde_f.trainable_variables + decoder.trainable_variables),
+              (hparams['lr_D'], D.trainable_variables))
+    optimizers = []
+    for lr, variables in groups:
+        opt = keras.optimizers.Adam(learning_rate=lr)
+        opt.build(variables)
+        optimizers.append(opt)
+    return tuple(optimizers)
+
+
 def alphas(hparams):
     """``(alpha1, alpha2)`` from hparams, or a ValueError saying what is missing or wrong."""
     if not hasattr(hparams, "get"):

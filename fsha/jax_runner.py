@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import keras
 import numpy as np
@@ -45,7 +44,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from fsha import architectures  # noqa: E402
-from fsha.hparams import REFERENCE_HPARAMS, _positive_int, alphas, resolve_options, validate_hparams  # noqa: E402
+from fsha.hparams import (REFERENCE_HPARAMS, _positive_int, alphas, make_optimizers, resolve_options,  # noqa: E402
+                          validate_hparams)
+from splitnn.utils import check_output_shape, per_sample_output_shape  # noqa: E402
 
 UPDATE_SCHEMES = ('two_steps', 'combined')
 DCOR_EPS = 1e-7
@@ -112,16 +113,6 @@ def _as_images(x, what):
     return x
 
 
-def _output_shape(model, input_shape, what):
-    try:
-        out = model(np.zeros((1,) + tuple(input_shape), np.float32), training=False)
-    except Exception as err:  # the user's model: report what it was given
-        raise ValueError(f'{what} cannot be applied to inputs of shape {tuple(input_shape)}: {err}') from err
-    if isinstance(out, (list, tuple, dict)):
-        raise ValueError(f'{what} must have a single output, got {type(out).__name__}')
-    return tuple(int(d) for d in out.shape[1:])
-
-
 class FSHAJax:
     """FSHA (or FSHA_dc with ``distcor=True``) on Keras' JAX backend; see the module docstring.
 
@@ -167,29 +158,21 @@ class FSHAJax:
         make_f, make_tilde_f, make_decoder, make_D = architectures.SETUPS[id_setup]
         self.f = client if client is not None else make_f(self.input_shape, resblock_bn=opts['resblock_bn'])
         self.tilde_f = pilot if pilot is not None else make_tilde_f(self.input_shape, architecture=opts['architecture'])
-        self.z_shape = _output_shape(self.tilde_f, self.input_shape, 'pilot f~')
-        z_client = _output_shape(self.f, self.input_shape, 'client network f')
-        if z_client != self.z_shape:
-            raise ValueError(f"client network f: output shape per sample {z_client} does not match the pilot f~'s "
-                             f'{self.z_shape}; the attack needs the client to output the pilot feature space')
+        # the same checks (and messages) as fsha.FSHA.FSHA
+        self.z_shape = per_sample_output_shape(self.tilde_f, self.input_shape, 'pilot f~')
+        check_output_shape(per_sample_output_shape(self.f, self.input_shape, 'client network f'), self.z_shape,
+                           "client network f (its output must have the pilot f~'s shape)")
         self.D = discriminator if discriminator is not None else make_D(self.z_shape, stem=opts['d_stem'])
-        if _output_shape(self.D, self.z_shape, 'discriminator D') not in ((1,), ()):
+        if per_sample_output_shape(self.D, self.z_shape, 'discriminator D') not in ((1,), ()):
             raise ValueError('discriminator D must output one critic score per sample')
         self.decoder = decoder if decoder is not None else make_decoder(self.z_shape, channels=self.input_shape[-1],
-                                               architecture=opts['architecture'])
-        rec = _output_shape(self.decoder, self.z_shape, 'decoder f~^-1')
-        if rec != tuple(self.input_shape):
-            raise ValueError(f'decoder f~^-1: output shape per sample {rec} does not match the images '
-                             f'{tuple(self.input_shape)}')
+                                                                        architecture=opts['architecture'])
+        check_output_shape(per_sample_output_shape(self.decoder, self.z_shape, 'decoder f~^-1'), self.input_shape,
+                           'decoder f~^-1 (it must map features back to the image shape)')
         self.nets = (self.f, self.tilde_f, self.decoder, self.D)
 
-        self.optimizer0 = keras.optimizers.Adam(learning_rate=self.hparams['lr_f'])
-        self.optimizer1 = keras.optimizers.Adam(learning_rate=self.hparams['lr_tilde'])
-        self.optimizer2 = keras.optimizers.Adam(learning_rate=self.hparams['lr_D'])
-        self.optimizer0.build(self.f.trainable_variables)
-        self.optimizer1.build(self.tilde_f.trainable_variables + self.decoder.trainable_variables)
-        self.optimizer2.build(self.D.trainable_variables)
-        self.optimizers = (self.optimizer0, self.optimizer1, self.optimizer2)
+        self.optimizers = make_optimizers(self.hparams, self.f, self.tilde_f, self.decoder, self.D)
+        self.optimizer0, self.optimizer1, self.optimizer2 = self.optimizers
         self.state = self._state_from_keras()
 
         self.iteration = 0
@@ -375,13 +358,17 @@ class FSHAJax:
         return (self._apply(self.decoder, self._apply(self.f, x)),
                 self._apply(self.decoder, self._apply(self.tilde_f, x)))
 
+    def reconstruct(self, x):
+        """``decoder(f(x))`` in inference mode (the attack's reconstruction alone)."""
+        return self._apply(self.decoder, self._apply(self.f, _as_images(x, 'x')))
+
     def scoreAttack(self, x):  # noqa: N802 (FSHA's name)
         """Mean over full batches of ``batch_size`` of the reconstruction MSE (as FSHA.scoreAttack), [-1, 1] scale."""
         x = _as_images(x, 'x')
         n = len(x) // self.batch_size
         if n == 0:
             raise ValueError(f'scoreAttack: {len(x)} images, fewer than batch_size={self.batch_size}')
-        rec, _ = self.attack(x[:n * self.batch_size])
+        rec = self.reconstruct(x[:n * self.batch_size])
         err = np.square(rec.astype(np.float64) - x[:n * self.batch_size]).reshape(n, -1).mean(axis=1)
         return float(err.mean())
 
@@ -442,14 +429,4 @@ class FSHAJax:
         return self
 
 
-def timed_steps(attack: FSHAJax, n: int) -> float:
-    """Seconds per step over ``n`` steps (after the compiled step exists), blocking on the result."""
-    attack(1, log_frequency=10**9)
-    jax.block_until_ready(attack.state)
-    t0 = time.perf_counter()
-    attack(n, log_frequency=10**9)
-    jax.block_until_ready(attack.state)
-    return (time.perf_counter() - t0) / n
-
-
-__all__ = ['FSHAJax', 'REFERENCE_HPARAMS', 'adversarial_losses', 'distance_correlation', 'mse', 'timed_steps']
+__all__ = ['FSHAJax', 'REFERENCE_HPARAMS', 'adversarial_losses', 'distance_correlation', 'mse']

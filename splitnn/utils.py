@@ -26,6 +26,18 @@ def check_output_shape(model_or_shape, expected, what: str) -> tuple:
     return got
 
 
+def per_sample_output_shape(model, input_shape, what: str) -> tuple:
+    """Output shape of ``model`` (batch axis dropped) on one zero input; works for functional and subclassed
+    models on any Keras backend. A model that fails on that input, or has several outputs, is a ValueError."""
+    try:
+        out = model(np.zeros((1,) + tuple(input_shape), np.float32), training=False)
+    except Exception as err:  # the user's model: report what it was given
+        raise ValueError(f"{what} cannot be applied to inputs of shape {tuple(input_shape)}: {err}") from err
+    if isinstance(out, (list, tuple, dict)):
+        raise ValueError(f"{what} must have a single output, got {type(out).__name__}")
+    return tuple(int(d) for d in out.shape[1:])
+
+
 def count_params(model) -> int:
     """Keras ``count_params()``: trainable and non-trainable weights (BatchNorm statistics included)."""
     return int(model.count_params())
