@@ -20,24 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-REFERENCE = ("reference (original notebook, GPU): 5,000 iterations in 11:16 (7.39 it/s); "
-             "all 15 samples look like the target '1'; acceptance: >= 80% target rate")
+from ClientSideAttack.settings import REFERENCE_RUN as REFERENCE, add_experiment_arguments  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--iterations", type=int, default=5000)
-    p.add_argument("--honest-clients", type=int, default=10)
-    p.add_argument("--target", type=int, default=1, help="target class 0..9")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("results") / "clientside_attack",
-                   help="folder for the sample grid and the JSON summary")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--factor", type=float, default=1e5, help="gradient factor (original 1e5)")
-    p.add_argument("--optimizer", choices=["shared", "per_group"], default="shared")
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--eval-samples", type=int, default=1000)
-    p.add_argument("--grid-samples", type=int, default=15)
+    add_experiment_arguments(p, out="results/clientside_attack")
     return p.parse_args(argv)
 
 

@@ -47,6 +47,9 @@ def parse_args(argv=None):
     p.add_argument('--max-seconds', type=float, default=None,
                    help='stop training after this long, save --checkpoint and exit with status 3 (run again to go on)')
     p.add_argument('--out', default=None, help='folder for the JSON summary and the log figure')
+    p.add_argument('--precision', choices=['default', 'high', 'highest'], default='default',
+                   help="jax_default_matmul_precision ('default' keeps the backend's: TF32 on recent GPUs, as "
+                        "TensorFlow's GPU default; 'highest' is plain float32)")
     args = p.parse_args(argv)
     if args.max_seconds is not None and not args.checkpoint:
         p.error('--max-seconds needs --checkpoint (the progress is kept there)')
@@ -75,10 +78,14 @@ def main(argv=None):
     import jax
     import numpy as np
 
+    if args.precision != 'default':
+        jax.config.update('jax_default_matmul_precision', args.precision)
+
     from fsha import reference
     from fsha.datasets import load_arrays
     from fsha.hparams import REFERENCE_HPARAMS
     from fsha.jax_runner import FSHAJax
+    from splitnn.timing import run_chunked
 
     name = 'FSHA_with_distance_cor' if args.distcor else 'FSHA'
     hparams = dict(REFERENCE_HPARAMS, **({'alpha1': args.alpha1, 'alpha2': args.alpha2} if args.distcor else {}))
@@ -101,18 +108,18 @@ def main(argv=None):
     jax.block_until_ready(attack.state)
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    chunk = remaining if args.max_seconds is None else min(remaining, args.checkpoint_every)
-    done = 0
-    while done < remaining:  # in chunks when a time limit is set, so that the run can stop in time
-        steps_now = min(chunk, remaining - done)
-        attack(steps_now, verbose=True, log_frequency=args.log_frequency, checkpoint=args.checkpoint,
+    chunk = remaining if args.max_seconds is None else args.checkpoint_every
+
+    def run(k):  # in chunks when a time limit is set, so that the run can stop in time
+        attack(k, verbose=True, log_frequency=args.log_frequency, checkpoint=args.checkpoint,
                checkpoint_every=args.checkpoint_every if args.checkpoint else None,
                printer=lambda s: print(s, flush=True))
-        done += steps_now
-        if args.max_seconds is not None and done < remaining and time.perf_counter() - t0 + first > args.max_seconds:
-            print(f'stopped at iteration {attack.iteration} after {args.max_seconds:.0f} s; checkpoint '
-                  f'{args.checkpoint} saved: run the same command again to continue', flush=True)
-            sys.exit(3)
+
+    done = run_chunked(run, remaining, max(chunk, 1), args.max_seconds, elapsed=first)
+    if done < remaining:
+        print(f'stopped at iteration {attack.iteration} after {args.max_seconds:.0f} s; checkpoint '
+              f'{args.checkpoint} saved: run the same command again to continue', flush=True)
+        sys.exit(3)
     jax.block_until_ready(attack.state)
     elapsed = time.perf_counter() - t0
     step_s = elapsed / max(remaining, 1)
@@ -155,7 +162,8 @@ def main(argv=None):
         summary = {'name': name, 'device': str(jax.devices()[0]), 'iterations': attack.iteration,
                    'steps_per_s': 1 / step_s, 'step_over_bare': ratio, 'score_attack_heldout': score,
                    'validation_steps': [int(s) for s in steps], 'validation': [float(v) for v in values],
-                   'target': target, 'hparams': hparams, 'architecture': args.architecture}
+                   'target': target, 'hparams': hparams, 'architecture': args.architecture,
+                   'precision': args.precision, 'seed': args.seed}
         (out / f'{name}_jax.json').write_text(json.dumps(summary, indent=1))
     return attack, score
 

@@ -63,6 +63,8 @@ class HonestSplitTraining:
         self.optimizer_server = keras.optimizers.Adam(lr)
         self.iteration = 0
         self._iterator = None
+        self._acc_mean = 0.0  # running sum of accuracy / L since the last logged step (continues across calls)
+        self._history = []  # (step, running-mean task accuracy) at every logged step
         self._step_fn = tf.function(self.train_step)
         self._eval_fn = tf.function(self._correct)
 
@@ -87,8 +89,16 @@ class HonestSplitTraining:
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1), y), tf.float32))
         return loss, accuracy
 
+    @property
+    def accuracy_history(self):
+        """``(steps, values)``: the running-mean training accuracy at every logged step of every call (what
+        ``verbose`` prints): step 0 alone, then the mean over steps (k-1)L+1 .. kL at step kL, as in FSHA."""
+        steps = np.array([s for s, _ in self._history], np.int64)
+        return steps, np.array([v for _, v in self._history], np.float64)
+
     def __call__(self, iterations, verbose=False, progress_bar=True, log_frequency=500):
-        """Train; LOG rows are single steps every ``log_frequency``; verbose prints the running-mean accuracy."""
+        """Train; LOG rows are single steps every ``log_frequency``; verbose prints the running-mean accuracy
+        (kept in :attr:`accuracy_history`). Step numbers continue across calls, like FSHA's."""
         iterations = _positive_int(iterations, 'iterations', minimum=0)
         log_frequency = _positive_int(log_frequency, 'log_frequency')
         if self._iterator is None:
@@ -97,7 +107,7 @@ class HonestSplitTraining:
         first = -(-start // log_frequency) * log_frequency
         LOG = np.zeros((max(0, -(-(start + iterations - first) // log_frequency)), 2))
         bar = keras.utils.Progbar(iterations) if progress_bar and iterations else None
-        acc_mean, j = 0.0, 0
+        acc_mean, j = self._acc_mean, 0
         for i in range(iterations):
             step = start + i
             x, y = next(self._iterator)
@@ -106,10 +116,12 @@ class HonestSplitTraining:
             if step % log_frequency == 0:
                 LOG[j] = row
                 j += 1
+                self._history.append((step, float(acc_mean)))
                 if verbose:
                     print('log--%02d%%-%07d] task accuracy: %0.4f' % (int(i / iterations * 100), step, acc_mean))
                 acc_mean = 0.0
             self.iteration = step + 1
+            self._acc_mean = acc_mean
             if bar is not None:
                 bar.update(i + 1)
         return LOG

@@ -21,3 +21,23 @@ def time_round_robin(fns: dict, repeats: int, warmup: int = 2) -> dict:
             fn()
             out[name].append(time.perf_counter() - t0)
     return out
+
+
+def run_chunked(run, total: int, chunk: int, max_seconds: float | None = None, elapsed: float = 0.0) -> int:
+    """Call ``run(n)`` until ``total`` steps are done, ``chunk`` steps at a time, stopping early once more than
+    ``max_seconds`` have passed (``elapsed`` seconds already spent count too). Returns the steps done.
+
+    For long runs that checkpoint inside ``run``: a run cut by the time limit continues from its checkpoint in
+    the next process, which is how the benchmarks fit into a session's or a device call's time limit.
+    """
+    if chunk < 1:
+        raise ValueError(f'chunk must be >= 1, got {chunk}')
+    t0 = time.perf_counter()
+    done = 0
+    while done < total:
+        if max_seconds is not None and done and elapsed + time.perf_counter() - t0 > max_seconds:
+            break
+        n = min(chunk, total - done)
+        run(n)
+        done += n
+    return done

@@ -49,8 +49,12 @@ def test_attack_recovers_held_out_private_images(mnist):
 def test_honest_split_training_learns_the_task(mnist):
     xpriv, xpub, held_out = mnist
     honest = HonestSplitTraining(xpriv, batch_size=32, client=architectures.small_networks()['client'], seed=0)
-    log = honest(150, progress_bar=False, log_frequency=50)
+    log = np.concatenate([honest(70, progress_bar=False, log_frequency=50),  # steps 0 and 50
+                          honest(80, progress_bar=False, log_frequency=50)])  # steps 100 (window over calls)
     assert log.shape == (3, 2)
+    steps, accuracy = honest.accuracy_history
+    assert steps.tolist() == [0, 50, 100] and accuracy[0] == log[0, 1]
+    assert accuracy[2] > accuracy[0] and 0 <= accuracy.min() and accuracy.max() <= 1
     assert honest.evaluate(held_out) > 0.7
 
 

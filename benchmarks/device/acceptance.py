@@ -1,0 +1,268 @@
+"""All GPU acceptance runs of the open issues in ONE device call (the lent H200: JAX, no TensorFlow).
+
+    source benchmarks/device/setup.sh && python3 benchmarks/device/acceptance.py --budget 540 --out $OUT
+
+A task that is lent a GPU gets 15 minutes of device time in all, starts included, so the four runs that need one
+go in a single call, side by side on the one GPU (each in its own process, memory allocated on demand):
+
+========== ================================================ ===================================== =======
+job        command                                          target                                issue
+========== ================================================ ===================================== =======
+fsha       ``benchmarks/fsha_jax.py``, 10,000 iterations    running-mean validation <= 0.03       #3
+fsha_dc    ``benchmarks/fsha_jax.py --distcor``, 10,000     running-mean validation <= 0.035      #5
+clientside ``benchmarks/clientside_attack_jax.py``, 5,000   target-class rate >= 0.8              #6
+unsplit    ``benchmarks/unsplit_speed_jax.py``              10 targets batched < 3x one image     #4
+========== ================================================ ===================================== =======
+
+Every training job checkpoints under ``--work`` (``/tmp/splitnn-device``, which lives as long as the machine stays
+warm, 30 s after a call) and stops itself ``--reserve`` seconds before ``--budget`` runs out; a job still running
+at the budget is killed. A job that completed leaves a ``.done`` marker and is skipped by the next call, so when
+the budget was too short the **same command, called again at once**, continues the unfinished jobs from their
+checkpoints (``--only`` narrows the set).
+
+What comes back in ``--out`` (the device tool returns at most 8 files): ``summary.txt`` (the table printed at
+the end), ``summary.json`` (per job: status, the figures checked, seconds) and ``acceptance.tar.gz`` (every job's
+log, JSON summary and figures). Exit status: 0 when every selected job completed, 3 when some stopped at the
+budget (call again), 1 when a job failed.
+
+``--smoke`` runs the same jobs with tiny budgets: a rehearsal on any machine (CPU included) that checks the whole
+call works, in a Python with JAX, NumPy, matplotlib and Keras but no TensorFlow, before device time is spent.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "benchmarks"
+JOBS = ("fsha", "fsha_dc", "clientside", "unsplit")
+EXIT_STOPPED = 3
+
+
+@dataclass
+class Job:
+    name: str
+    issue: int
+    argv: list
+    out: Path
+    target: str
+    checkpoint: Path | None = None
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+    started: float = 0.0
+    seconds: float = 0.0
+    returncode: int | None = None
+    result: dict = field(default_factory=dict)
+
+
+def job_specs(args, work: Path) -> list[Job]:
+    """The four runs, with the arguments of the acceptance configuration (tiny ones with ``--smoke``)."""
+    py = sys.executable
+    smoke = args.smoke
+    stop = ["--max-seconds", str(max(1.0, args.budget - args.reserve))]
+    fsha_n = ["--iterations", "3", "--log-frequency", "1", "--timing-steps", "1", "--checkpoint-every", "2"] \
+        if smoke else ["--iterations", "10000", "--log-frequency", "500", "--checkpoint-every", "1000"]
+    precision = [] if args.precision == "default" else ["--precision", args.precision]
+    specs = {
+        "fsha": Job("fsha", 3, [py, BENCH / "fsha_jax.py", *fsha_n, *precision,
+                                "--checkpoint", work / "fsha.npz", *stop, "--out", work / "fsha"],
+                    work / "fsha", "validation <= 0.03 after 10,000 iterations", work / "fsha.npz"),
+        "fsha_dc": Job("fsha_dc", 5, [py, BENCH / "fsha_jax.py", "--distcor", *fsha_n, *precision,
+                                      "--checkpoint", work / "fsha_dc.npz", *stop, "--out", work / "fsha_dc"],
+                       work / "fsha_dc", "validation <= 0.035 after 10,000 iterations", work / "fsha_dc.npz"),
+        "clientside": Job("clientside", 6, [
+            py, BENCH / "clientside_attack_jax.py",
+            *(["--iterations", "2", "--honest-clients", "2", "--batch-size", "16", "--eval-every", "1",
+               "--eval-samples", "20", "--grid-samples", "3"] if smoke else []),
+            *precision, "--checkpoint", work / "clientside.npz", *stop, "--out", work / "clientside"],
+            work / "clientside", "target-class rate >= 0.8 after 5,000 iterations", work / "clientside.npz"),
+        "unsplit": Job("unsplit", 4, [py, BENCH / "unsplit_speed_jax.py",
+                                      *(["--rounds", "1", "--batch", "2", "--repeat", "1"] if smoke else []),
+                                      "--json", work / "unsplit" / "unsplit_speed_jax.json"],
+                       work / "unsplit", "10 targets batched < 3x the time of one image"),
+    }
+    return [specs[name] for name in args.only]
+
+
+def read_result(job: Job, smoke: bool) -> dict:
+    """The figures a job's JSON holds that its issue checks, and whether they meet the target."""
+    if job.name in ("fsha", "fsha_dc"):
+        name = "FSHA_with_distance_cor" if job.name == "fsha_dc" else "FSHA"
+        path = job.out / f"{name}_jax.json"
+        if not path.exists():
+            return {}
+        s = json.loads(path.read_text())
+        final = s["validation"][-1] if s["validation"] else None
+        return {"iterations": s["iterations"], "final_validation": final, "target": s["target"],
+                "met": None if smoke or final is None or s["iterations"] < 10_000 else final <= s["target"],
+                "steps_per_s": s["steps_per_s"], "step_over_bare": s["step_over_bare"],
+                "score_attack_heldout": s["score_attack_heldout"], "device": s["device"]}
+    if job.name == "clientside":
+        paths = sorted(job.out.glob("summary_target*.json"))
+        if not paths:
+            return {}
+        s = json.loads(paths[0].read_text())
+        rate = s["final_target_rate"]
+        return {"iterations": s["iterations_done"], "final_target_rate": rate, "target": 0.8,
+                "met": None if smoke or not s["complete"] else rate >= 0.8,
+                "it_per_s": s["it_per_s"], "steady_it_per_s": s["steady_it_per_s_this_process"],
+                "device": s["device"]}
+    path = job.out / "unsplit_speed_jax.json"
+    if not path.exists():
+        return {}
+    s = json.loads(path.read_text())
+    return {"batched_over_single": s["batched_over_single"], "target": 3.0,
+            "met": None if smoke else s["requirement_met"], "sec_per_image": s["sec_per_image_extrapolated"],
+            "batch": s["batch"], "device": s["device"]}
+
+
+def last_progress(log: Path) -> str:
+    """The last progress line a job printed (for a job that stopped before writing its summary)."""
+    if not log or not log.exists():
+        return ""
+    lines = [s.strip() for s in log.read_text(errors="replace").splitlines()
+             if "validation:" in s or s.lstrip().startswith("iteration")]
+    return lines[-1] if lines else ""
+
+
+def describe(job: Job) -> str:
+    r = job.result
+    if not r:
+        progress = last_progress(job.log)
+        return f"no summary yet; last progress: {progress}" if progress else "no result"
+    verdict = {True: "MEETS", False: "MISSES", None: "not checked"}[r.get("met")]
+    if job.name in ("fsha", "fsha_dc"):
+        v = r["final_validation"]
+        return (f"validation {v:.4f} at {r['iterations']} it ({verdict} <= {r['target']}); "
+                f"{r['steps_per_s']:.1f} steps/s, step/bare {r['step_over_bare']:.2f}, "
+                f"held-out scoreAttack {r['score_attack_heldout']:.4f}")
+    if job.name == "clientside":
+        ips = r["steady_it_per_s"] or r["it_per_s"]
+        return (f"target rate {r['final_target_rate']:.3f} at {r['iterations']} it ({verdict} >= 0.8)"
+                + (f"; {ips:.2f} it/s" if ips else ""))
+    return (f"{r['batch']} batched / 1 = {r['batched_over_single']:.2f}x ({verdict} < 3x); "
+            f"{r['sec_per_image']:.1f} s per image")
+
+
+def environment_line() -> str:
+    try:
+        import jax
+        import keras
+
+        return (f"keras {keras.__version__} on {keras.backend.backend()}, jax {jax.__version__}, "
+                f"devices {jax.devices()}")
+    except Exception as exc:  # noqa: BLE001 - reported, and the jobs then fail with the details
+        return f"environment check failed: {type(exc).__name__}: {exc}"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget", type=float, default=540.0, help="seconds for the whole call")
+    p.add_argument("--reserve", type=float, default=75.0,
+                   help="seconds kept for the jobs' final evaluation, figures and the packing (they stop "
+                        "training this long before the budget)")
+    p.add_argument("--only", default=",".join(JOBS), help=f"comma-separated subset of {','.join(JOBS)}")
+    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "results/device")))
+    p.add_argument("--work", type=Path, default=Path("/tmp/splitnn-device"),
+                   help="checkpoints, logs and per-job outputs (kept while the machine stays warm)")
+    p.add_argument("--precision", choices=["default", "high", "highest"], default="default",
+                   help="jax_default_matmul_precision for the training jobs (default: the backend's, TF32 on "
+                        "recent GPUs, as TensorFlow's GPU default)")
+    p.add_argument("--smoke", action="store_true", help="tiny budgets: a rehearsal of the call on any machine")
+    p.add_argument("--fresh", action="store_true", help="delete --work first (start every job from scratch)")
+    args = p.parse_args(argv)
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(args.only) - set(JOBS))
+    if unknown or not args.only:
+        p.error(f"--only: unknown job(s) {unknown}; choose from {', '.join(JOBS)}")
+    if args.reserve >= args.budget:
+        p.error("--reserve must be smaller than --budget")
+
+    t_start = time.perf_counter()
+    deadline = t_start + args.budget - 10.0  # leave time to pack what exists
+    if args.fresh and args.work.exists():
+        import shutil
+
+        shutil.rmtree(args.work)
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"acceptance call: jobs {', '.join(args.only)}; budget {args.budget:.0f} s"
+          f"{' (SMOKE: tiny budgets, no verdicts)' if args.smoke else ''}; {environment_line()}", flush=True)
+
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONUNBUFFERED="1",
+               XLA_PYTHON_CLIENT_PREALLOCATE="false")  # four processes share the GPU
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), str(REPO), env.get("PYTHONPATH")]))
+    jobs = job_specs(args, args.work)
+    for job in jobs:
+        job.out.mkdir(parents=True, exist_ok=True)
+        job.log = args.work / f"{job.name}.log"
+        done = args.work / f"{job.name}.done"
+        if done.exists():
+            job.returncode = 0
+            job.result = read_result(job, args.smoke)
+            print(f"[{job.name}] completed in an earlier call: {describe(job)}", flush=True)
+            continue
+        with open(job.log, "a") as log:
+            log.write(f"\n=== call at {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(map(str, job.argv))}\n")
+        job.started = time.perf_counter()
+        job.proc = subprocess.Popen([str(a) for a in job.argv], cwd=REPO, env=env, stdout=open(job.log, "a"),
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        print(f"[{job.name}] started (issue #{job.issue}: {job.target})", flush=True)
+
+    running = [j for j in jobs if j.proc is not None]
+    while running:
+        time.sleep(2.0)
+        for job in list(running):
+            rc = job.proc.poll()
+            if rc is None and time.perf_counter() > deadline:
+                os.killpg(job.proc.pid, signal.SIGKILL)
+                rc = job.proc.wait()
+                print(f"[{job.name}] killed at the budget", flush=True)
+                rc = "killed"
+            if rc is None:
+                continue
+            job.seconds = time.perf_counter() - job.started
+            job.returncode = rc
+            running.remove(job)
+            if rc == 0:
+                (args.work / f"{job.name}.done").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
+            job.result = read_result(job, args.smoke)
+            state = {0: "completed", EXIT_STOPPED: "stopped at its time limit (call again to continue)",
+                     "killed": "killed at the budget (call again to continue)"}.get(rc, f"FAILED (exit {rc})")
+            print(f"[{job.name}] {state} after {job.seconds:.0f} s: {describe(job)}", flush=True)
+            if rc not in (0, EXIT_STOPPED, "killed"):
+                print("".join(job.log.read_text().splitlines(True)[-25:]), flush=True)
+
+    lines = [f"{'job':<11}{'issue':>6}  {'status':<10} {'seconds':>8}  result"]
+    summary = {"budget_s": args.budget, "smoke": args.smoke, "environment": environment_line(), "jobs": {}}
+    for job in jobs:
+        status = {0: "complete", EXIT_STOPPED: "stopped", "killed": "killed"}.get(job.returncode, "failed")
+        lines.append(f"{job.name:<11}{'#' + str(job.issue):>6}  {status:<10} {job.seconds:>8.0f}  {describe(job)}")
+        summary["jobs"][job.name] = {"issue": job.issue, "status": status, "seconds": job.seconds,
+                                     "target": job.target, **job.result}
+    lines.append(f"call took {time.perf_counter() - t_start:.0f} s of its {args.budget:.0f} s budget")
+    text = "\n".join(lines)
+    print("\n" + text, flush=True)
+    (args.out / "summary.txt").write_text(text + "\n")
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    with tarfile.open(args.out / "acceptance.tar.gz", "w:gz") as tar:
+        for job in jobs:
+            if job.log.exists():
+                tar.add(job.log, arcname=f"{job.name}/{job.log.name}")
+            for f in sorted(job.out.glob("*")):
+                if f.suffix in (".json", ".png", ".txt"):
+                    tar.add(f, arcname=f"{job.name}/{f.name}")
+    statuses = {summary["jobs"][j.name]["status"] for j in jobs}
+    return 1 if "failed" in statuses else EXIT_STOPPED if statuses - {"complete"} else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The one-call GPU acceptance driver (benchmarks/device/acceptance.py): its bookkeeping, with stand-in jobs.
+
+The real jobs are the JAX benchmarks, checked against the TensorFlow classes in tests/test_*_jax.py; here every
+job is a few lines of Python that writes what a benchmark writes and exits the way a benchmark can exit
+(complete, stopped at its time limit, hung past the budget, crashed).
+"""
+import importlib.util
+import json
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def acceptance(monkeypatch):
+    # a script, not a package module: loaded by path (and registered, as its dataclass needs)
+    spec = importlib.util.spec_from_file_location("acceptance", REPO / "benchmarks" / "device" / "acceptance.py")
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "acceptance", mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def script(code):
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def fake_jobs(mod, work):
+    fsha_json = {"iterations": 10_000, "validation": [0.9, 0.021], "target": 0.03, "steps_per_s": 80.0,
+                 "step_over_bare": 1.5, "score_attack_heldout": 0.02, "device": "cuda:0"}
+    return [
+        mod.Job("fsha", 3, script(f"""
+            import json, pathlib
+            pathlib.Path({str(work / 'fsha')!r}, 'FSHA_jax.json').write_text(json.dumps({fsha_json!r}))
+            """), work / "fsha", "validation <= 0.03"),
+        mod.Job("fsha_dc", 5, script("""
+            print('log--50%-0005000] validation: 0.0400', flush=True)
+            raise SystemExit(3)
+            """), work / "fsha_dc", "validation <= 0.035"),
+        mod.Job("clientside", 6, script("import time; time.sleep(120)"), work / "clientside", "rate >= 0.8"),
+        mod.Job("unsplit", 4, script("raise RuntimeError('no GPU kernels for this')"), work / "unsplit", "< 3x"),
+    ]
+
+
+def test_statuses_summary_and_rerun(acceptance, tmp_path, monkeypatch, capsys):
+    work, out = tmp_path / "work", tmp_path / "out"
+    monkeypatch.setattr(acceptance, "job_specs", lambda args, w: [j for j in fake_jobs(acceptance, w)
+                                                                  if j.name in args.only])
+    rc = acceptance.main(["--budget", "16", "--reserve", "5", "--work", str(work), "--out", str(out)])
+    assert rc == 1  # one job crashed
+    summary = json.loads((out / "summary.json").read_text())["jobs"]
+    assert {k: v["status"] for k, v in summary.items()} == {
+        "fsha": "complete", "fsha_dc": "stopped", "clientside": "killed", "unsplit": "failed"}
+    assert summary["fsha"]["met"] is True and summary["fsha"]["final_validation"] == 0.021
+    assert summary["clientside"]["seconds"] < 16
+    text = (out / "summary.txt").read_text()
+    assert "validation 0.0210 at 10000 it (MEETS <= 0.03)" in text
+    assert "last progress: log--50%-0005000] validation: 0.0400" in text
+    printed = capsys.readouterr().out
+    assert "RuntimeError: no GPU kernels for this" in printed  # a failed job's log tail is printed
+    with tarfile.open(out / "acceptance.tar.gz") as tar:
+        names = set(tar.getnames())
+    assert {"fsha/FSHA_jax.json", "fsha/fsha.log", "unsplit/unsplit.log"} <= names
+    assert (work / "fsha.done").exists() and not (work / "fsha_dc.done").exists()
+
+    # the next call skips the completed job and reruns the others (here: only the stopped one)
+    rc = acceptance.main(["--budget", "16", "--reserve", "5", "--only", "fsha,fsha_dc", "--work", str(work),
+                          "--out", str(out)])
+    assert rc == 3
+    assert "[fsha] completed in an earlier call" in capsys.readouterr().out
+    jobs = json.loads((out / "summary.json").read_text())["jobs"]
+    assert jobs["fsha"]["status"] == "complete" and jobs["fsha_dc"]["status"] == "stopped"
+
+
+def test_acceptance_configuration(acceptance, tmp_path):
+    args = type("A", (), {"smoke": False, "budget": 540.0, "reserve": 75.0, "precision": "default",
+                          "only": list(acceptance.JOBS)})()
+    jobs = {j.name: [str(a) for a in j.argv] for j in acceptance.job_specs(args, tmp_path)}
+
+    def opt(argv, flag):
+        return argv[argv.index(flag) + 1]
+
+    for name in ("fsha", "fsha_dc"):
+        assert opt(jobs[name], "--iterations") == "10000" and opt(jobs[name], "--max-seconds") == "465.0"
+    assert "--distcor" in jobs["fsha_dc"] and "--distcor" not in jobs["fsha"]
+    # the client-side benchmark's defaults are the original configuration (5,000 iterations, 10 honest clients)
+    assert "--iterations" not in jobs["clientside"] and "--honest-clients" not in jobs["clientside"]
+    assert "--rounds" not in jobs["unsplit"] and "--batch" not in jobs["unsplit"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--only", "fsha,gan"], "unknown job(s) ['gan']"),
+    (["--budget", "60", "--reserve", "60"], "--reserve must be smaller than --budget"),
+])
+def test_bad_arguments(acceptance, argv, message, capsys):
+    with pytest.raises(SystemExit):
+        acceptance.main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_run_chunked_stops_at_the_time_limit():
+    from splitnn.timing import run_chunked
+
+    calls = []
+    assert run_chunked(calls.append, 10, 4) == 10 and calls == [4, 4, 2]  # no limit: all steps
+    calls.clear()
+    # the limit is already used up: one chunk still runs (progress is always made), then it stops
+    assert run_chunked(calls.append, 10, 4, max_seconds=5.0, elapsed=6.0) == 4 and calls == [4]
+    calls.clear()
+    assert run_chunked(calls.append, 0, 4, max_seconds=1.0) == 0 and calls == []
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        run_chunked(calls.append, 3, 0)
