@@ -51,13 +51,14 @@ def test_statuses_summary_and_rerun(acceptance, tmp_path, monkeypatch, capsys):
     work, out = tmp_path / "work", tmp_path / "out"
     monkeypatch.setattr(acceptance, "job_specs", lambda args, w: [j for j in fake_jobs(acceptance, w)
                                                                   if j.name in args.only])
-    rc = acceptance.main(["--budget", "16", "--reserve", "5", "--work", str(work), "--out", str(out)])
+    side_by_side = ["--groups", "fsha,fsha_dc,clientside,unsplit"]
+    rc = acceptance.main(["--budget", "22", "--reserve", "3", "--work", str(work), "--out", str(out)] + side_by_side)
     assert rc == 1  # one job crashed
     summary = json.loads((out / "summary.json").read_text())["jobs"]
     assert {k: v["status"] for k, v in summary.items()} == {
         "fsha": "complete", "fsha_dc": "stopped", "clientside": "killed", "unsplit": "failed"}
     assert summary["fsha"]["met"] is True and summary["fsha"]["final_validation"] == 0.021
-    assert summary["clientside"]["seconds"] < 16
+    assert summary["clientside"]["seconds"] < 22
     text = (out / "summary.txt").read_text()
     assert "validation 0.0210 at 10000 it (MEETS <= 0.03)" in text
     assert "last progress: log--50%-0005000] validation: 0.0400" in text
@@ -69,33 +70,52 @@ def test_statuses_summary_and_rerun(acceptance, tmp_path, monkeypatch, capsys):
     assert (work / "fsha.done").exists() and not (work / "fsha_dc.done").exists()
 
     # the next call skips the completed job and reruns the others (here: only the stopped one)
-    rc = acceptance.main(["--budget", "16", "--reserve", "5", "--only", "fsha,fsha_dc", "--work", str(work),
-                          "--out", str(out)])
+    rc = acceptance.main(["--budget", "22", "--reserve", "3", "--only", "fsha,fsha_dc", "--work", str(work),
+                          "--out", str(out)] + side_by_side)
     assert rc == 3
     assert "[fsha] completed in an earlier call" in capsys.readouterr().out
     jobs = json.loads((out / "summary.json").read_text())["jobs"]
     assert jobs["fsha"]["status"] == "complete" and jobs["fsha_dc"]["status"] == "stopped"
 
 
+def test_groups_run_in_order_and_later_ones_wait_for_the_budget(acceptance, tmp_path, monkeypatch, capsys):
+    work, out = tmp_path / "work", tmp_path / "out"
+    monkeypatch.setattr(acceptance, "job_specs", lambda args, w: fake_jobs(acceptance, w))
+    # default order: unsplit alone, then fsha with clientside (which hangs until the budget), then fsha_dc
+    rc = acceptance.main(["--budget", "24", "--reserve", "3", "--work", str(work), "--out", str(out)])
+    assert rc == 1
+    jobs = json.loads((out / "summary.json").read_text())["jobs"]
+    assert [jobs[n]["status"] for n in ("unsplit", "fsha", "clientside", "fsha_dc")] == [
+        "failed", "complete", "killed", "not run"]
+    assert "[fsha_dc] not started: the budget is spent" in capsys.readouterr().out
+
+
 def test_acceptance_configuration(acceptance, tmp_path):
     args = type("A", (), {"smoke": False, "budget": 540.0, "reserve": 75.0, "precision": "default",
                           "only": list(acceptance.JOBS)})()
-    jobs = {j.name: [str(a) for a in j.argv] for j in acceptance.job_specs(args, tmp_path)}
+    jobs = {j.name: acceptance.launch_argv(j, 500.0, 75.0) for j in acceptance.job_specs(args, tmp_path)}
 
     def opt(argv, flag):
         return argv[argv.index(flag) + 1]
 
     for name in ("fsha", "fsha_dc"):
-        assert opt(jobs[name], "--iterations") == "10000" and opt(jobs[name], "--max-seconds") == "465.0"
+        assert opt(jobs[name], "--iterations") == "10000" and opt(jobs[name], "--max-seconds") == "425"
     assert "--distcor" in jobs["fsha_dc"] and "--distcor" not in jobs["fsha"]
     # the client-side benchmark's defaults are the original configuration (5,000 iterations, 10 honest clients)
     assert "--iterations" not in jobs["clientside"] and "--honest-clients" not in jobs["clientside"]
+    assert opt(jobs["clientside"], "--max-seconds") == "425"
     assert "--rounds" not in jobs["unsplit"] and "--batch" not in jobs["unsplit"]
+    assert "--max-seconds" not in jobs["unsplit"]  # short; killed at the budget if it hangs
+    assert acceptance.parse_groups(acceptance.DEFAULT_GROUPS, list(acceptance.JOBS)) == [
+        ["unsplit"], ["fsha", "clientside"], ["fsha_dc"]]
+    assert acceptance.parse_groups(acceptance.DEFAULT_GROUPS, ["fsha_dc", "unsplit"]) == [["unsplit"], ["fsha_dc"]]
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--only", "fsha,gan"], "unknown job(s) ['gan']"),
     (["--budget", "60", "--reserve", "60"], "--reserve must be smaller than --budget"),
+    (["--groups", "fsha fsha_dc,clientside"], "name each job of"),  # unsplit missing
+    (["--groups", "fsha,fsha unsplit fsha_dc clientside"], "name each job of"),
 ])
 def test_bad_arguments(acceptance, argv, message, capsys):
     with pytest.raises(SystemExit):

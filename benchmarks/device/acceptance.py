@@ -3,7 +3,7 @@
     source benchmarks/device/setup.sh && python3 benchmarks/device/acceptance.py --budget 540 --out $OUT
 
 A task that is lent a GPU gets 15 minutes of device time in all, starts included, so the four runs that need one
-go in a single call, side by side on the one GPU (each in its own process, memory allocated on demand):
+go in a single call, each in its own process (memory allocated on demand):
 
 ========== ================================================ ===================================== =======
 job        command                                          target                                issue
@@ -14,9 +14,15 @@ clientside ``benchmarks/clientside_attack_jax.py``, 5,000   target-class rate >=
 unsplit    ``benchmarks/unsplit_speed_jax.py``              10 targets batched < 3x one image     #4
 ========== ================================================ ===================================== =======
 
+They run in groups, one group after the other, the jobs of a group side by side (``--groups``; default
+``unsplit fsha,clientside fsha_dc``): the UnSplit timing first and alone, so that it measures a quiet GPU; then FSHA
+with the light client-side run; FSHA_dc last. Processes on one GPU take turns rather than overlap, so running the
+two FSHA jobs side by side would finish neither sooner, and in this order a short budget still completes #3 first.
+
 Every training job checkpoints under ``--work`` (``/tmp/splitnn-device``, which lives as long as the machine stays
-warm, 30 s after a call) and stops itself ``--reserve`` seconds before ``--budget`` runs out; a job still running
-at the budget is killed. A job that completed leaves a ``.done`` marker and is skipped by the next call, so when
+warm, 30 s after a call) and stops itself ``--reserve`` seconds before ``--budget`` runs out (its ``--max-seconds`` is set when
+it starts, from what is left); a job still running at the budget is killed, and the groups not started yet are
+reported as not run. A job that completed leaves a ``.done`` marker and is skipped by the next call, so when
 the budget was too short the **same command, called again at once**, continues the unfinished jobs from their
 checkpoints (``--only`` narrows the set).
 
@@ -44,6 +50,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks"
 JOBS = ("fsha", "fsha_dc", "clientside", "unsplit")
+DEFAULT_GROUPS = "unsplit fsha,clientside fsha_dc"
 EXIT_STOPPED = 3
 
 
@@ -67,22 +74,21 @@ def job_specs(args, work: Path) -> list[Job]:
     """The four runs, with the arguments of the acceptance configuration (tiny ones with ``--smoke``)."""
     py = sys.executable
     smoke = args.smoke
-    stop = ["--max-seconds", str(max(1.0, args.budget - args.reserve))]
     fsha_n = ["--iterations", "3", "--log-frequency", "1", "--timing-steps", "1", "--checkpoint-every", "2"] \
         if smoke else ["--iterations", "10000", "--log-frequency", "500", "--checkpoint-every", "1000"]
     precision = [] if args.precision == "default" else ["--precision", args.precision]
     specs = {
         "fsha": Job("fsha", 3, [py, BENCH / "fsha_jax.py", *fsha_n, *precision,
-                                "--checkpoint", work / "fsha.npz", *stop, "--out", work / "fsha"],
+                                "--checkpoint", work / "fsha.npz", "--out", work / "fsha"],
                     work / "fsha", "validation <= 0.03 after 10,000 iterations", work / "fsha.npz"),
         "fsha_dc": Job("fsha_dc", 5, [py, BENCH / "fsha_jax.py", "--distcor", *fsha_n, *precision,
-                                      "--checkpoint", work / "fsha_dc.npz", *stop, "--out", work / "fsha_dc"],
+                                      "--checkpoint", work / "fsha_dc.npz", "--out", work / "fsha_dc"],
                        work / "fsha_dc", "validation <= 0.035 after 10,000 iterations", work / "fsha_dc.npz"),
         "clientside": Job("clientside", 6, [
             py, BENCH / "clientside_attack_jax.py",
             *(["--iterations", "2", "--honest-clients", "2", "--batch-size", "16", "--eval-every", "1",
                "--eval-samples", "20", "--grid-samples", "3"] if smoke else []),
-            *precision, "--checkpoint", work / "clientside.npz", *stop, "--out", work / "clientside"],
+            *precision, "--checkpoint", work / "clientside.npz", "--out", work / "clientside"],
             work / "clientside", "target-class rate >= 0.8 after 5,000 iterations", work / "clientside.npz"),
         "unsplit": Job("unsplit", 4, [py, BENCH / "unsplit_speed_jax.py",
                                       *(["--rounds", "1", "--batch", "2", "--repeat", "1"] if smoke else []),
@@ -90,6 +96,25 @@ def job_specs(args, work: Path) -> list[Job]:
                        work / "unsplit", "10 targets batched < 3x the time of one image"),
     }
     return [specs[name] for name in args.only]
+
+
+def launch_argv(job: Job, seconds_left: float, reserve: float) -> list[str]:
+    """The job's command line; a checkpointed (training) job gets ``--max-seconds`` from the time left."""
+    argv = [str(a) for a in job.argv]
+    if job.checkpoint is not None:
+        argv += ["--max-seconds", f"{max(1.0, seconds_left - reserve):.0f}"]
+    return argv
+
+
+def parse_groups(text: str, only: list[str]) -> list[list[str]]:
+    """``"a b,c d"`` -> [[a], [b, c], [d]] restricted to ``only``; every job of ``only`` must appear once."""
+    groups = [[n for n in g.split(",") if n] for g in text.split()]
+    named = [n for g in groups for n in g]
+    unknown = sorted(set(named) - set(JOBS))
+    if unknown or len(named) != len(set(named)) or set(only) - set(named):
+        raise ValueError(f"--groups {text!r}: name each job of {', '.join(JOBS)} once (space between groups, "
+                         f"comma within one){'; unknown: ' + ', '.join(unknown) if unknown else ''}")
+    return [g2 for g2 in ([n for n in g if n in only] for g in groups) if g2]
 
 
 def read_result(job: Job, smoke: bool) -> dict:
@@ -163,69 +188,35 @@ def environment_line() -> str:
         return f"environment check failed: {type(exc).__name__}: {exc}"
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--budget", type=float, default=540.0, help="seconds for the whole call")
-    p.add_argument("--reserve", type=float, default=75.0,
-                   help="seconds kept for the jobs' final evaluation, figures and the packing (they stop "
-                        "training this long before the budget)")
-    p.add_argument("--only", default=",".join(JOBS), help=f"comma-separated subset of {','.join(JOBS)}")
-    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "results/device")))
-    p.add_argument("--work", type=Path, default=Path("/tmp/splitnn-device"),
-                   help="checkpoints, logs and per-job outputs (kept while the machine stays warm)")
-    p.add_argument("--precision", choices=["default", "high", "highest"], default="default",
-                   help="jax_default_matmul_precision for the training jobs (default: the backend's, TF32 on "
-                        "recent GPUs, as TensorFlow's GPU default)")
-    p.add_argument("--smoke", action="store_true", help="tiny budgets: a rehearsal of the call on any machine")
-    p.add_argument("--fresh", action="store_true", help="delete --work first (start every job from scratch)")
-    args = p.parse_args(argv)
-    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = sorted(set(args.only) - set(JOBS))
-    if unknown or not args.only:
-        p.error(f"--only: unknown job(s) {unknown}; choose from {', '.join(JOBS)}")
-    if args.reserve >= args.budget:
-        p.error("--reserve must be smaller than --budget")
+def start(job: Job, args, env: dict, deadline: float) -> bool:
+    """Start ``job`` unless an earlier call completed it; returns whether it was started."""
+    job.out.mkdir(parents=True, exist_ok=True)
+    job.log = args.work / f"{job.name}.log"
+    if (args.work / f"{job.name}.done").exists():
+        job.returncode = 0
+        job.result = read_result(job, args.smoke)
+        print(f"[{job.name}] completed in an earlier call: {describe(job)}", flush=True)
+        return False
+    argv = launch_argv(job, deadline - time.perf_counter(), args.reserve)
+    with open(job.log, "a") as log:
+        log.write(f"\n=== call at {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(argv)}\n")
+    job.started = time.perf_counter()
+    job.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=open(job.log, "a"), stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    print(f"[{job.name}] started (issue #{job.issue}: {job.target})", flush=True)
+    return True
 
-    t_start = time.perf_counter()
-    deadline = t_start + args.budget - 10.0  # leave time to pack what exists
-    if args.fresh and args.work.exists():
-        import shutil
 
-        shutil.rmtree(args.work)
-    args.work.mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    print(f"acceptance call: jobs {', '.join(args.only)}; budget {args.budget:.0f} s"
-          f"{' (SMOKE: tiny budgets, no verdicts)' if args.smoke else ''}; {environment_line()}", flush=True)
-
-    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONUNBUFFERED="1",
-               XLA_PYTHON_CLIENT_PREALLOCATE="false")  # four processes share the GPU
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), str(REPO), env.get("PYTHONPATH")]))
-    jobs = job_specs(args, args.work)
-    for job in jobs:
-        job.out.mkdir(parents=True, exist_ok=True)
-        job.log = args.work / f"{job.name}.log"
-        done = args.work / f"{job.name}.done"
-        if done.exists():
-            job.returncode = 0
-            job.result = read_result(job, args.smoke)
-            print(f"[{job.name}] completed in an earlier call: {describe(job)}", flush=True)
-            continue
-        with open(job.log, "a") as log:
-            log.write(f"\n=== call at {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(map(str, job.argv))}\n")
-        job.started = time.perf_counter()
-        job.proc = subprocess.Popen([str(a) for a in job.argv], cwd=REPO, env=env, stdout=open(job.log, "a"),
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        print(f"[{job.name}] started (issue #{job.issue}: {job.target})", flush=True)
-
-    running = [j for j in jobs if j.proc is not None]
+def wait(running: list[Job], args, deadline: float):
+    """Wait for the started jobs, killing those still running at ``deadline``; record how each ended."""
+    running = list(running)
     while running:
-        time.sleep(2.0)
+        time.sleep(0.5)
         for job in list(running):
             rc = job.proc.poll()
             if rc is None and time.perf_counter() > deadline:
                 os.killpg(job.proc.pid, signal.SIGKILL)
-                rc = job.proc.wait()
-                print(f"[{job.name}] killed at the budget", flush=True)
+                job.proc.wait()
                 rc = "killed"
             if rc is None:
                 continue
@@ -241,10 +232,66 @@ def main(argv=None):
             if rc not in (0, EXIT_STOPPED, "killed"):
                 print("".join(job.log.read_text().splitlines(True)[-25:]), flush=True)
 
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget", type=float, default=540.0, help="seconds for the whole call")
+    p.add_argument("--reserve", type=float, default=75.0,
+                   help="seconds kept for the jobs' final evaluation, figures and the packing (they stop "
+                        "training this long before the budget)")
+    p.add_argument("--only", default=",".join(JOBS), help=f"comma-separated subset of {','.join(JOBS)}")
+    p.add_argument("--groups", default=DEFAULT_GROUPS,
+                   help="run order: groups one after the other (separated by spaces), the jobs of a group side by "
+                        f"side (separated by commas); default {DEFAULT_GROUPS!r}")
+    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "results/device")))
+    p.add_argument("--work", type=Path, default=Path("/tmp/splitnn-device"),
+                   help="checkpoints, logs and per-job outputs (kept while the machine stays warm)")
+    p.add_argument("--precision", choices=["default", "high", "highest"], default="default",
+                   help="jax_default_matmul_precision for the training jobs (default: the backend's, TF32 on "
+                        "recent GPUs, as TensorFlow's GPU default)")
+    p.add_argument("--smoke", action="store_true", help="tiny budgets: a rehearsal of the call on any machine")
+    p.add_argument("--fresh", action="store_true", help="delete --work first (start every job from scratch)")
+    args = p.parse_args(argv)
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(args.only) - set(JOBS))
+    if unknown or not args.only:
+        p.error(f"--only: unknown job(s) {unknown}; choose from {', '.join(JOBS)}")
+    if args.reserve >= args.budget:
+        p.error("--reserve must be smaller than --budget")
+    try:
+        groups = parse_groups(args.groups, args.only)
+    except ValueError as exc:
+        p.error(str(exc))
+
+    t_start = time.perf_counter()
+    deadline = t_start + args.budget - 10.0  # leave time to pack what exists
+    if args.fresh and args.work.exists():
+        import shutil
+
+        shutil.rmtree(args.work)
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"acceptance call: jobs {', '.join(args.only)}; budget {args.budget:.0f} s"
+          f"{' (SMOKE: tiny budgets, no verdicts)' if args.smoke else ''}; {environment_line()}", flush=True)
+
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONUNBUFFERED="1",
+               XLA_PYTHON_CLIENT_PREALLOCATE="false")  # jobs side by side share the GPU
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), str(REPO), env.get("PYTHONPATH")]))
+    jobs = {job.name: job for job in job_specs(args, args.work)}
+    for group in groups:
+        if time.perf_counter() > deadline - args.reserve:
+            for name in group:
+                print(f"[{name}] not started: the budget is spent (call again)", flush=True)
+            continue
+        running = [job for job in map(jobs.get, group) if start(job, args, env, deadline)]
+        wait(running, args, deadline)
+    jobs = list(jobs.values())
+
     lines = [f"{'job':<11}{'issue':>6}  {'status':<10} {'seconds':>8}  result"]
     summary = {"budget_s": args.budget, "smoke": args.smoke, "environment": environment_line(), "jobs": {}}
     for job in jobs:
-        status = {0: "complete", EXIT_STOPPED: "stopped", "killed": "killed"}.get(job.returncode, "failed")
+        status = {0: "complete", EXIT_STOPPED: "stopped", "killed": "killed",
+                  None: "not run"}.get(job.returncode, "failed")
         lines.append(f"{job.name:<11}{'#' + str(job.issue):>6}  {status:<10} {job.seconds:>8.0f}  {describe(job)}")
         summary["jobs"][job.name] = {"issue": job.issue, "status": status, "seconds": job.seconds,
                                      "target": job.target, **job.result}
@@ -255,7 +302,7 @@ def main(argv=None):
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     with tarfile.open(args.out / "acceptance.tar.gz", "w:gz") as tar:
         for job in jobs:
-            if job.log.exists():
+            if job.log is not None and job.log.exists():
                 tar.add(job.log, arcname=f"{job.name}/{job.log.name}")
             for f in sorted(job.out.glob("*")):
                 if f.suffix in (".json", ".png", ".txt"):
