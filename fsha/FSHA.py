@@ -351,7 +351,7 @@ class FSHA:
         (x_private, label_private), (x_public, label_public) = next(self._data_iterator)
         return x_private, x_public, label_private, label_public
 
-    def __call__(self, iterations, verbose=False, progress_bar=True, log_frequency=500):
+    def __call__(self, iterations, log_frequency=500, verbose=False, progress_bar=True):
         """Run ``iterations`` steps; return LOG, one single-step row per logged step.
 
         A step is logged when its global index i is a multiple of ``log_frequency`` (L); from a fresh start

@@ -18,7 +18,10 @@ and appends a fifth, the dCor of the private batch, which the original never log
 Deviation: ``alpha1`` and ``alpha2`` are checked when the attack is built. The original needs both but
 crashes mid-training without them (KeyError without alpha2 because its guard is an always-true list
 literal; TypeError without alpha1); here a missing or invalid value raises a ValueError naming both.
-Pass ``alpha1=0`` for an undefended client and ``alpha2=1`` for an unscaled adversarial loss.
+``alpha2=1`` leaves the adversarial loss unscaled. ``alpha1=0`` removes the defense term but, in the default
+``two_steps`` scheme, f still takes the (then zero-gradient) first Adam step every iteration, which moves it by
+the optimizer's momentum and advances its counter, exactly as the original would: it is **not** plain FSHA. Use
+:class:`fsha.FSHA.FSHA` (or ``update='combined'``) as the undefended baseline.
 """
 from __future__ import annotations
 

@@ -96,7 +96,7 @@ class HonestSplitTraining:
         steps = np.array([s for s, _ in self._history], np.int64)
         return steps, np.array([v for _, v in self._history], np.float64)
 
-    def __call__(self, iterations, verbose=False, progress_bar=True, log_frequency=500):
+    def __call__(self, iterations, log_frequency=500, verbose=False, progress_bar=True):
         """Train; LOG rows are single steps every ``log_frequency``; verbose prints the running-mean accuracy
         (kept in :attr:`accuracy_history`). Step numbers continue across calls, like FSHA's."""
         iterations = _positive_int(iterations, 'iterations', minimum=0)

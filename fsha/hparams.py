@@ -105,7 +105,7 @@ def alphas(hparams):
     missing = [k for k in ("alpha1", "alpha2") if hparams.get(k) is None]
     if missing:
         raise ValueError(
-            f"FSHA_dc needs hparams 'alpha1' (the client's dCor weight, e.g. 10000; 0 = no defense) and "
+            f"FSHA_dc needs hparams 'alpha1' (the client's dCor weight, e.g. 10000; 0 = no dCor term) and "
             f"'alpha2' (the attacker's scale on the adversarial loss, e.g. 50; 1 = unscaled); missing: {missing}")
     out = []
     for key in ("alpha1", "alpha2"):

@@ -296,7 +296,7 @@ class FSHAJax:
     def log_history(self):
         return np.asarray(self._log_steps, np.int64), np.asarray(self._log_rows).reshape(-1, len(self.LOG_COLUMNS))
 
-    def __call__(self, iterations, verbose=False, log_frequency=500, checkpoint=None, checkpoint_every=None,
+    def __call__(self, iterations, log_frequency=500, verbose=False, checkpoint=None, checkpoint_every=None,
                  printer=print):
         """Run ``iterations`` steps; return LOG (one single-step row per logged step), as FSHA's ``__call__``.
 

@@ -110,6 +110,36 @@ ACCEPTANCE = {
 }
 
 
+def acceptance_report(steps, values, end_max=None):
+    """The §10.4 checks of one run's printed validation curve: start (iteration 0) in ``ACCEPTANCE['start']``,
+    below ``by_1000_below`` at iteration 1000, at most ``end_max`` (default the upper end of ``end_9500``; issue #5
+    allows 0.035 with the defense) at iteration 9500, the last value a 10,000-iteration run prints.
+
+    Returns one dict per check: ``check``, ``iteration``, ``value`` (None if the run has not printed it yet),
+    ``bound`` and ``met`` (None when not reached). One seed only: the spec compares curves over several seeds,
+    and "about" ranges, so a single run outside the start range is a note, not a failure of the port."""
+    lo, hi = ACCEPTANCE['start']
+    end_max = ACCEPTANCE['end_9500'][1] if end_max is None else float(end_max)
+    at = dict(zip((int(s) for s in steps), (float(v) for v in values)))
+    rows = []
+    for check, it, bound, ok in (
+            ('start', 0, f'{lo}-{hi}', lambda v: lo <= v <= hi),
+            ('by 1,000', 1000, f'< {ACCEPTANCE["by_1000_below"]}', lambda v: v < ACCEPTANCE['by_1000_below']),
+            ('end', 9500, f'<= {end_max}', lambda v: v <= end_max)):
+        value = at.get(it)
+        rows.append({'check': check, 'iteration': it, 'value': value, 'bound': bound,
+                     'met': None if value is None else bool(ok(value))})
+    return rows
+
+
+def format_acceptance(rows):
+    """One line per :func:`acceptance_report` row."""
+    word = {True: 'meets', False: 'MISSES', None: 'not reached'}
+    return '\n'.join(f"  {r['check']:<9} (iteration {r['iteration']:>5}): "
+                     + (f"{r['value']:.4f}" if r['value'] is not None else '-') + f"  {word[r['met']]} {r['bound']}"
+                     for r in rows)
+
+
 def reference(name):
     """The :class:`ReferenceCurve` of one original notebook (``'FSHA'``, ``'FSHA_with_distance_cor'``,
     ``'FSHA_mangled'``; a trailing ``.ipynb`` is accepted)."""

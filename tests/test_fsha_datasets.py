@@ -55,12 +55,23 @@ def test_bad_inputs():
         datasets.preprocess(np.zeros((2, 28), np.uint8))
 
 
-def test_omniglot_transforms_on_synthetic_images():
-    """The Omniglot path on synthetic 105x105 images: default [-1, 1], legacy [0, 2] (the original)."""
-    paper = np.full((2, 105, 105), 255, np.uint8)
+def test_omniglot_loader_on_synthetic_images(monkeypatch):
+    """load_omniglot on synthetic 105x105 pages (the loader itself, with the raw arrays stubbed): default
+    [-1, 1] with the ink bright, legacy [0, 2] (the original's |x/127.5 - 2|), every label 1."""
+    paper = np.full((3, 105, 105), 255, np.uint8)
     paper[:, 40:60, 40:60] = 0  # a square of ink
-    img = datasets.preprocess(255 - paper)
-    assert img.shape == (2, 32, 32, 3)
-    assert img.min() == -1.0 and img.max() == 1.0  # background -1, ink +1
-    legacy = img + 1.0
-    assert legacy.min() == 0.0 and legacy.max() == 2.0
+    raw = data.RawData("omniglot", paper, np.arange(3), paper[:2], np.arange(2), source="synthetic")
+    asked = {}
+
+    def fake_load_raw(name, **kw):
+        asked.update(kw, name=name)
+        return raw
+    monkeypatch.setattr(datasets._data, "load_raw", fake_load_raw)
+    for legacy, (lo, hi) in ((False, (-1.0, 1.0)), (True, (0.0, 2.0))):
+        xpriv, xpub = datasets.load_omniglot(legacy_transform=legacy, small=True)
+        x, y = next(iter(xpriv.batch(3)))
+        assert x.shape == (3, 32, 32, 3) and y.numpy().tolist() == [1, 1, 1]
+        assert float(x[0, 0, 0, 0]) == lo and float(x[0, 16, 16, 0]) == hi  # background dark, ink bright
+        np.testing.assert_array_equal(x.numpy(), datasets.preprocess(255 - paper) + (1.0 if legacy else 0.0))
+        assert len(list(xpub)) == 2
+    assert asked == {"name": "omniglot", "omniglot_small": True}

@@ -75,15 +75,55 @@ def test_step_lowers_dcor_with_defense_only_and_logs_it():
     assert int(attack.optimizer1.iterations) == 1 and int(attack.optimizer2.iterations) == 1
 
 
-def test_combined_update_takes_one_step_and_matches_sum_gradient():
-    x, xpriv, xpub = streams()
-    attack = FSHA_dc(xpriv, xpub, 3, B, dict(HP, alpha2=50.0), update="combined", **tiny_networks())
-    attack(2, progress_bar=False, log_frequency=1)
-    assert int(attack.optimizer0.iterations) == 2
+def _client_gradients(nets, x, alpha1, alpha2):
+    """By hand, at the networks' current weights: the gradients of alpha1 * dCor(x, f(x)) and of
+    alpha2 * mean(D(f(x))) (the WGAN f_loss) with respect to f's weights."""
+    f, d = nets["client"], nets["discriminator"]
+    with tf.GradientTape(persistent=True) as tape:
+        z = f(x, training=True)
+        def_loss = alpha1 * distance_correlation(x, z)
+        f_loss = alpha2 * tf.reduce_mean(d(z, training=True))
+    g_def, g_adv = tape.gradient(def_loss, f.trainable_variables), tape.gradient(f_loss, f.trainable_variables)
+    return [w.numpy() for w in f.trainable_variables], g_def, g_adv, float(def_loss / alpha1), float(f_loss)
+
+
+def _adam(weights, gradient_steps, lr):
+    """Fresh Keras Adam on copies of ``weights``, applied once per gradient list in order."""
+    variables = [tf.Variable(w) for w in weights]
+    opt = keras.optimizers.Adam(lr)
+    for grads in gradient_steps:
+        opt.apply_gradients(zip(grads, variables))
+    return [v.numpy() for v in variables]
+
+
+@pytest.mark.parametrize("update", ["two_steps", "combined"])
+def test_client_update_equals_hand_computed_adam_steps(update):
+    """Spec §7 / §14.6: def_loss = alpha1 * dCor; the original takes an Adam step on its gradient, then one on
+    the gradient of alpha2 * f_loss, both at the same forward pass; 'combined' takes one step on their sum."""
+    x, xpriv, xpub = streams()  # one unshuffled batch: the attack's private batch is exactly x
+    nets = tiny_networks()
+    hp = dict(HP, alpha1=100.0, alpha2=50.0)
+    w0, g_def, g_adv, dcor, f_loss = _client_gradients(nets, x, hp["alpha1"], hp["alpha2"])
+    attack = FSHA_dc(xpriv, xpub, 3, B, hp, update=update, **nets)
+    log = attack(1, progress_bar=False, log_frequency=1)
+    np.testing.assert_allclose(log[0, [0, 4]], [f_loss, dcor], rtol=1e-5)  # alpha2 * f_loss and dCor logged
+    if update == "two_steps":
+        expected = _adam(w0, [g_def, g_adv], hp["lr_f"])
+        other_order = _adam(w0, [g_adv, g_def], hp["lr_f"])
+        alpha1_ignored = _adam(w0, [[g / hp["alpha1"] for g in g_def], g_adv], hp["lr_f"])
+        # the check can tell the order and the weight apart
+        assert max(np.abs(a - b).max() for a, b in zip(expected, other_order)) > 1e-4
+        assert max(np.abs(a - b).max() for a, b in zip(expected, alpha1_ignored)) > 1e-4
+    else:
+        expected = _adam(w0, [[a + b for a, b in zip(g_def, g_adv)]], hp["lr_f"])
+    assert int(attack.optimizer0.iterations) == (2 if update == "two_steps" else 1)
+    for got, want in zip(attack.f.trainable_variables, expected):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
 def test_undefended_client_still_follows_the_adversarial_gradient():
-    """With alpha1 = 0 the dCor step has a zero gradient; the client still takes the adversarial step."""
+    """With alpha1 = 0 the dCor step has a zero gradient; the client still takes the adversarial step (and, as
+    in the original, the zero-gradient Adam step still moves f by its momentum: not the same as plain FSHA)."""
     x, xpriv, xpub = streams()
     nets = tiny_networks()
     start = [w.copy() for w in nets["client"].get_weights()]

@@ -87,3 +87,18 @@ def test_overlay_and_saved_figure(tmp_path):
                                                 'FSHA_mangled')
     assert path.exists() and path.stat().st_size > 0
     assert 'FSHA_mangled' in reference.comparison_table([0], [0.86], 'FSHA_mangled')
+
+
+def test_acceptance_report_checks_the_three_points():
+    # the original notebooks' fresh runs meet every check (0.0256 and 0.0267 at 9,500)
+    for name, end_max in (('FSHA_mangled', 0.03), ('FSHA_with_distance_cor', 0.035)):
+        curve = reference.reference(name)
+        rows = reference.acceptance_report(curve.iterations, curve.values, end_max)
+        assert [r['met'] for r in rows] == [True, True, True], rows
+    # a run that has not got far: later checks not reached; a run that stalls: misses
+    rows = reference.acceptance_report([0, 500, 1000], [0.90, 0.5, 0.25])
+    assert [(r['check'], r['met']) for r in rows] == [('start', False), ('by 1,000', False), ('end', None)]
+    rows = reference.acceptance_report(range(0, 10_000, 500), [0.86] + [0.1] * 18 + [0.031])
+    assert [r['met'] for r in rows] == [True, True, False]  # default end bound 0.03
+    text = reference.format_acceptance(rows)
+    assert 'MISSES <= 0.03' in text and '0.0310' in text

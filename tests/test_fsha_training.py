@@ -113,6 +113,43 @@ def test_options_from_hparams_and_keywords():
     assert make({k: v for k, v in HP.items() if k != 'gradient_penalty'}).gp_weight is None
 
 
+def test_faithful_defaults_when_nothing_is_configured():
+    """Spec §12: every option's default is the original's; pinned here on an unconfigured level-4 attack, so
+    that changing a default (in fsha.hparams or a builder) fails a test."""
+    from fsha.FSHA import REFERENCE_HPARAMS, gradient_penalty
+    from fsha.hparams import OPTION_DEFAULTS
+
+    assert REFERENCE_HPARAMS == {'WGAN': True, 'gradient_penalty': 500.0, 'lr_f': 1e-5, 'lr_tilde': 1e-5,
+                                 'lr_D': 1e-4}
+    assert OPTION_DEFAULTS == {'architecture': 'final', 'd_stem': 'effective', 'resblock_bn': False,
+                               'gp_norm': 'per_channel', 'gp_eps': 0.0, 'saturating_f_loss': False, 'seed': None,
+                               'jit_compile': False}
+    m = FSHA(stream(64, 0).map(lambda a, b: (tf.image.resize(a, (32, 32)), b)),
+             stream(64, 1).map(lambda a, b: (tf.image.resize(a, (32, 32)), b)), 3, BATCH, REFERENCE_HPARAMS)
+    assert (m.wgan, m.gp_weight, m.gp_norm, m.gp_eps, m.saturating_f_loss) == (True, 500.0, 'per_channel', 0.0,
+                                                                                False)
+    # the released networks: linear pilot, effective D stem (Conv(256, 3, stride 1) first), no ResBlock BN
+    assert m.D.count_params() == 8_262_145 and m.f.count_params() == 1_846_784
+    pilot_convs = [lay for lay in m.tilde_f.layers if isinstance(lay, keras.layers.Conv2D)]
+    assert all(lay.activation is keras.activations.linear for lay in pilot_convs)
+    assert sum(isinstance(lay, keras.layers.BatchNormalization) for lay in m.f.layers) == 1
+    for opt, lr in zip((m.optimizer0, m.optimizer1, m.optimizer2), (1e-5, 1e-5, 1e-4)):
+        assert isinstance(opt, keras.optimizers.Adam) and opt.epsilon == 1e-7
+        np.testing.assert_allclose(float(opt.learning_rate), lr)
+    # the class's D loss uses the per-channel GP with weight 500 (the same GP coefficients drawn twice)
+    z_priv, z_pub = (tf.random.stateless_normal((BATCH, 4, 4, 256), (s, 0)) for s in (1, 2))
+    adv_priv, adv_pub = m.D(z_priv), m.D(z_pub)
+    state = m._rng.state.numpy()
+    _, d_loss = m.critic_losses(z_priv, z_pub, adv_priv, adv_pub)
+    wgan = float(tf.reduce_mean(adv_pub) - tf.reduce_mean(adv_priv))
+    per = {}
+    for norm in ('per_channel', 'per_sample'):
+        rng = tf.random.Generator.from_state(state, m._rng.algorithm)
+        per[norm] = float(gradient_penalty(m.D, z_priv, z_pub, norm=norm, rng=rng))
+    np.testing.assert_allclose(float(d_loss), wgan + 500.0 * per['per_channel'], rtol=1e-5)
+    assert abs(per['per_channel'] - per['per_sample']) > 1e-3 * abs(per['per_channel'])
+
+
 # ---------------------------------------------------------------------------------------- the step
 
 def snapshot(model):
@@ -239,6 +276,16 @@ def printed(step, L):
         return 1.0
     window = np.arange(step - L + 1, step + 1) + 1.0  # steps (k-1)L+1 .. kL
     return float(np.mean(window ** 2))
+
+
+def test_call_takes_the_originals_positional_order(capsys):
+    """The original's signature is __call__(iterations, log_frequency=500, verbose=False, progress_bar=True), so a
+    notebook's ``sl(13, 5)`` logs every 5 steps (and ``sl(13, 5, True)`` prints)."""
+    m = make_stub()
+    log = m(13, 5)
+    assert log.shape == (3, 4) and capsys.readouterr().out.count('validation:') == 0
+    m(7, 5, True, False)
+    assert LINE.findall(capsys.readouterr().out)[0][1] == '0000015'
 
 
 def test_logging_rows_and_running_means(capsys):

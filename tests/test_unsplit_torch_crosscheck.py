@@ -227,7 +227,8 @@ def test_float64_inversion_follows_pytorch_trajectory(arch, split, schedule, sta
     back = export_state_dict(clone)
     for k, v in clone_ref.state_dict().items():
         assert np.max(np.abs(back[k] - v.numpy())) <= 1e-10, k
-    assert np.max(np.abs(x_tf.numpy() - to_nhwc(x_ref) * 0 - 0.5)) > 1e-4  # it moved
+    x_start = 0.5 if start == "const" else to_nhwc(x0)
+    assert np.max(np.abs(x_tf.numpy() - x_start)) > 1e-4  # it moved from where it started
 
 
 def test_float64_trajectory_without_xla():
@@ -254,19 +255,25 @@ def ref_label_scores(clone_ref, h, target_grad, start, param):
     return np.array(scores)
 
 
-@pytest.mark.parametrize("arch", ["mnist", "cifar"])
-def test_label_inference_scores_and_choice_match_pytorch(arch):
+# Spec §11.8 asks for candidate scores equal to <= 1e-6 relative: met in float64; float32 rounding alone reaches
+# about 2e-6 on these networks (measured), hence 1e-5 there.
+@pytest.mark.parametrize("arch,dtype,rtol", [("mnist", "float32", 1e-5), ("cifar", "float32", 1e-5),
+                                             ("mnist", "float64", 1e-6), ("cifar", "float64", 1e-6)])
+def test_label_inference_scores_and_choice_match_pytorch(arch, dtype, rtol):
     s = label_split_index(arch, 1)
     torch.manual_seed(7)
     server_ref, client_ref, clone_ref = RefNet(arch), RefNet(arch), RefNet(arch)
-    server, client, clone = (build_model(arch) for _ in range(3))
+    np_dtype = np.float64 if dtype == "float64" else np.float32
+    if dtype == "float64":
+        server_ref, client_ref, clone_ref = server_ref.double(), client_ref.double(), clone_ref.double()
+    server, client, clone = (build_model(arch, dtype=dtype) for _ in range(3))
     for m, r in ((server, server_ref), (client, client_ref), (clone, clone_ref)):
         load_state_dict(m, r.state_dict())
     rng = np.random.default_rng(1)
     last = client_ref.fc3 if arch == "mnist" else client_ref.fc2
     last_clone = clone_ref.fc3 if arch == "mnist" else clone_ref.fc2
     for trial in range(4):
-        x = torch.from_numpy(rng.uniform(0, 1, (1,) + target_input_shape(server_ref)).astype(np.float32))
+        x = torch.from_numpy(rng.uniform(0, 1, (1,) + target_input_shape(server_ref)).astype(np_dtype))
         y = int(rng.integers(10))
         with torch.no_grad():
             h = server_ref(x, end=s)
@@ -278,10 +285,10 @@ def test_label_inference_scores_and_choice_match_pytorch(arch):
         with tf.GradientTape() as tape:
             loss = attacks._ce(client(h.numpy(), start=s + 1), tf.constant([y], tf.int64))
         tg = tape.gradient(loss, client.layer_weights(client.last_index)[0])
-        np.testing.assert_allclose(tg.numpy().T, target_grad.numpy(), rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(tg.numpy().T, target_grad.numpy(), rtol=10 * rtol, atol=1e-7)
         for vec in (True, False):
             label, scores = attacks.label_inference(clone, h.numpy(), tg, s, vectorized=vec)
-            np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-12)
+            np.testing.assert_allclose(scores, want, rtol=rtol, atol=1e-12)
             assert label == int(np.argmin(want)) == y
 
 

@@ -52,8 +52,9 @@ def run_inversion_demo(dataset: str, split_depth: int, *, epochs: int = 10, main
                        input_iters: int = 100, model_iters: int = 100, tv_schedule="code", tv_form: str = "code",
                        seed: int | None = None, batched: bool = False, results_dir="results",
                        clone_reuse: str = "carry", optimizer: str = "torch", max_train_batches: int | None = None,
-                       cifar_minmax: bool = True, save_images: bool = True, printer=print
-                       ) -> InversionDemoResult:
+                       cifar_minmax: bool = True, lambda_l2: float = 1.0, tv_reduction: str = "sum",
+                       clamp_x: bool = False, batch_size: int = 64, sampler: str = "repo",
+                       save_images: bool = True, printer=print) -> InversionDemoResult:
     """Run the demo end to end and return its numbers (see module docstring).
 
     Raises ``splitnn.data.UnknownDatasetError`` / ``ValueError`` for a bad dataset or split depth (1-6 for
@@ -71,7 +72,8 @@ def run_inversion_demo(dataset: str, split_depth: int, *, epochs: int = 10, main
     arch = "cifar" if name == "cifar" else "mnist"
     split_depth = check_split_depth(arch, split_depth)
     cfg = InversionConfig(main_iters=main_iters, input_iters=input_iters, model_iters=model_iters,
-                          tv_schedule=tv_schedule, tv_form=tv_form, optimizer=optimizer, cifar_minmax=cifar_minmax)
+                          tv_schedule=tv_schedule, tv_form=tv_form, optimizer=optimizer, cifar_minmax=cifar_minmax,
+                          lambda_l2=lambda_l2, tv_reduction=tv_reduction, clamp_x=clamp_x)
     start = time.perf_counter()
     data = load_unsplit(name)
     set_seed(seed)
@@ -84,8 +86,8 @@ def run_inversion_demo(dataset: str, split_depth: int, *, epochs: int = 10, main
 
     printer("Training models...")
     history = train_split(client, server, data.x_train, data.y_train, split_depth, epochs=epochs,
-                          x_test=data.x_test, y_test=data.y_test, seed=rng, max_batches=max_train_batches,
-                          optimizer=optimizer, printer=printer)
+                          batch_size=batch_size, x_test=data.x_test, y_test=data.y_test, sampler=sampler, seed=rng,
+                          max_batches=max_train_batches, optimizer=optimizer, printer=printer)
     printer("Done.")
 
     idx = first_index_per_class(data.y_test)
@@ -162,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="invert the 10 targets at once, each with its own clone copy (not the original)")
     p.add_argument("--max-train-batches", type=int, default=None, help="truncate every epoch (tiny budgets)")
     p.add_argument("--no-cifar-minmax", action="store_true", help="skip the CIFAR min-max post-processing")
+    p.add_argument("--lambda-l2", type=float, default=1.0,
+                   help="weight of mean(x~^2) in the input phase (default 1, the code; 0 = the paper's eq. 1)")
+    p.add_argument("--tv-reduction", default="sum", choices=("sum", "mean"),
+                   help="with --tv-form paper: sum over pixels (default, paper-literal) or mean")
+    p.add_argument("--clamp-x", action="store_true", help="clip x~ to [0, 1] after every input step (not original)")
+    p.add_argument("--batch-size", type=int, default=64, help="training batch size (default 64)")
+    p.add_argument("--sampler", default="repo", choices=("repo", "full"),
+                   help="per-epoch test accuracy on the original's 2,000-draw sampler (default) or the full test set")
     p.add_argument("--seed", type=int, default=None, help="seed (the original sets none)")
     p.add_argument("--results-dir", default="results", help="where the PNGs go (default results/)")
     return p
@@ -186,15 +196,19 @@ def main(argv=None) -> int:
         tv_weight_for(depth, schedule)
     except ValueError:
         parser.error(f"--tv-schedule {args.tv_schedule!r}: expected 'code', 'paper' or a number")
-    for opt in ("epochs", "main_iters", "input_iters", "model_iters"):
+    for opt in ("epochs", "main_iters", "input_iters", "model_iters", "lambda_l2"):
         if getattr(args, opt) < 0:
             parser.error(f"--{opt.replace('_', '-')} must be >= 0, got {getattr(args, opt)}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     try:
         run_inversion_demo(name, depth, epochs=args.epochs, main_iters=args.main_iters,
                            input_iters=args.input_iters, model_iters=args.model_iters, tv_schedule=schedule,
                            tv_form=args.tv_form, seed=args.seed, batched=args.batched,
                            results_dir=args.results_dir, clone_reuse=args.clone_reuse, optimizer=args.optimizer,
-                           max_train_batches=args.max_train_batches, cifar_minmax=not args.no_cifar_minmax)
+                           max_train_batches=args.max_train_batches, cifar_minmax=not args.no_cifar_minmax,
+                           lambda_l2=args.lambda_l2, tv_reduction=args.tv_reduction, clamp_x=args.clamp_x,
+                           batch_size=args.batch_size, sampler=args.sampler)
     except MissingDataError as exc:
         parser.exit(2, f"{parser.prog}: error: data for {args.dataset!r} is missing.\n{exc}\n")
     return 0

@@ -129,7 +129,8 @@ def read_result(job: Job, smoke: bool) -> dict:
         return {"iterations": s["iterations"], "final_validation": final, "target": s["target"],
                 "met": None if smoke or final is None or s["iterations"] < 10_000 else final <= s["target"],
                 "steps_per_s": s["steps_per_s"], "step_over_bare": s["step_over_bare"],
-                "score_attack_heldout": s["score_attack_heldout"], "device": s["device"]}
+                "score_attack_heldout": s["score_attack_heldout"], "device": s["device"],
+                "acceptance": s.get("acceptance")}
     if job.name == "clientside":
         paths = sorted(job.out.glob("summary_target*.json"))
         if not paths:
