@@ -94,6 +94,8 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
+from splitnn.data import buffered_shuffle  # noqa: F401 (re-exported)
+
 from . import archs
 from .dataset import SHUFFLE_BUFFER, load_mnist_arrays, preprocess  # noqa: F401 (preprocess: re-exported)
 from .judge import (JUDGE_VERSION, TRAIN_BATCH, TRAIN_EPOCHS, TRAIN_LR, TRAIN_SEED, Judge, cache_dir,  # noqa: F401
@@ -226,36 +228,6 @@ def adam_update(params, grads, opt, learning_rate, beta_1=ADAM_BETA_1, beta_2=AD
 # ------------------------------------------------------------------------------------------------
 # data (NumPy only; mirrors ClientSideAttack/dataset.py)
 # ------------------------------------------------------------------------------------------------
-
-def buffered_shuffle(n, buffer_size, rng):
-    """Order of ``n`` elements as emitted by a ``tf.data`` shuffle buffer of ``buffer_size``.
-
-    The buffer is filled with the first ``buffer_size`` elements; each output is a uniformly chosen
-    buffer element, whose slot is refilled with the next input element (or, once the input is
-    exhausted, with the buffer's last element). ``buffer_size >= n`` is a full uniform permutation.
-    """
-    if buffer_size is None or buffer_size >= n:
-        return rng.permutation(n)
-    if buffer_size < 1:
-        raise ValueError(f"shuffle buffer must be >= 1, got {buffer_size}")
-    # the buffer holds buffer_size elements until the input runs out, then shrinks by one per output
-    sizes = np.minimum(buffer_size, n - np.arange(n))
-    picks = (rng.random(n) * sizes).astype(np.int64)
-    picks = np.minimum(picks, sizes - 1)
-    buf = list(range(buffer_size))
-    nxt = buffer_size
-    out = np.empty(n, np.int64)
-    for i in range(n):
-        j = int(picks[i])
-        out[i] = buf[j]
-        if nxt < n:
-            buf[j] = nxt
-            nxt += 1
-        else:
-            buf[j] = buf[-1]
-            buf.pop()
-    return out
-
 
 def _rng_state(rng):
     return json.dumps(rng.bit_generator.state)

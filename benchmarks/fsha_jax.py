@@ -122,9 +122,12 @@ def main(argv=None):
         sys.exit(3)
     jax.block_until_ready(attack.state)
     elapsed = time.perf_counter() - t0
-    step_s = elapsed / max(remaining, 1)
-    print(f'first step (incl. compilation): {first:.1f} s; then {1 / step_s:.1f} steps/s ({1e3 * step_s:.2f} ms/step '
-          f'over {remaining} steps)')
+    step_s = elapsed / remaining if remaining else None  # this process's steps after the first (compiling) one
+    if step_s:
+        print(f'first step (incl. compilation): {first:.1f} s; then {1 / step_s:.1f} steps/s ({1e3 * step_s:.2f} '
+              f'ms/step over {remaining} steps)')
+    else:
+        print('this process trained no steps after its first: no speed figure (see the earlier call\'s output)')
 
     bare = bare_forward_backward(attack)
     rng = np.random.default_rng(0)
@@ -137,8 +140,9 @@ def main(argv=None):
         out = bare(tv, ntv, xp, xq)
     jax.block_until_ready(out)
     bare_s = (time.perf_counter() - t0) / args.timing_steps
-    ratio = step_s / bare_s if remaining else float('nan')
-    print(f'bare forward+backward of f, pilot, decoder, D: {1e3 * bare_s:.2f} ms; attack step / bare = {ratio:.2f}')
+    ratio = step_s / bare_s if step_s else None
+    print(f'bare forward+backward of f, pilot, decoder, D: {1e3 * bare_s:.2f} ms; attack step / bare = '
+          + (f'{ratio:.2f}' if ratio else 'n/a'))
 
     steps, values = attack.validation_history
     print(reference.comparison_table(steps, values, name))
@@ -159,7 +163,7 @@ def main(argv=None):
         save_image_grid([xtr[:8], rec], out / f'{name}_jax_reconstructions.png', value_range=(-1.0, 1.0),
                         suptitle='top: held-out private images; bottom: FSHA reconstructions')
         summary = {'name': name, 'device': str(jax.devices()[0]), 'iterations': attack.iteration,
-                   'steps_per_s': 1 / step_s, 'step_over_bare': ratio, 'score_attack_heldout': score,
+                   'steps_per_s': 1 / step_s if step_s else None, 'step_over_bare': ratio, 'score_attack_heldout': score,
                    'validation_steps': [int(s) for s in steps], 'validation': [float(v) for v in values],
                    'target': target, 'hparams': hparams, 'architecture': args.architecture,
                    'precision': args.precision, 'seed': args.seed, 'acceptance': report}

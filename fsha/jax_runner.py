@@ -18,8 +18,9 @@ user-supplied Keras models) with **the same step**, written once more with JAX t
 It is cross-checked against the TensorFlow classes on the CPU (``tests/test_fsha_jax.py``: same losses and
 gradients from the same weights and batches). Differences, none of which changes the attack:
 
-* Data are NumPy arrays (images only), reshuffled completely on every pass (the TensorFlow classes use
-  ``tf.data`` with a 10,000-image shuffle buffer, as the original). Only the order of the images differs.
+* Data are NumPy arrays (images only), reshuffled on every pass by the same 10,000-image shuffle-buffer algorithm
+  as the original's ``tf.data`` pipeline (:func:`splitnn.data.buffered_shuffle`; ``shuffle_buffer=None`` draws a
+  full permutation instead), from a NumPy generator: another random stream, the same kind of order.
 * The GP's interpolation coefficients come from ``jax.random`` (``fold_in(seed, iteration)``), not from a
   ``tf.random.Generator``: same distribution, another stream.
 * Checkpoints are one ``.npz`` file (networks, optimizers, iteration, histories, data order and position),
@@ -44,8 +45,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from fsha import architectures  # noqa: E402
+from fsha.datasets import SHUFFLE_BUFFER  # noqa: E402 (a constant: fsha.datasets imports TensorFlow only inside functions)
 from fsha.hparams import (REFERENCE_HPARAMS, _positive_int, alphas, make_optimizers, resolve_options,  # noqa: E402
                           validate_hparams)
+from splitnn.data import buffered_shuffle  # noqa: E402
 from splitnn.utils import check_output_shape, per_sample_output_shape  # noqa: E402
 
 UPDATE_SCHEMES = ('two_steps', 'combined')
@@ -124,7 +127,8 @@ class FSHAJax:
     """
 
     def __init__(self, xpriv, xpub, id_setup, batch_size, hparams, *, client=None, pilot=None, decoder=None,
-                 discriminator=None, distcor=False, update='two_steps', jit=True, **options):
+                 discriminator=None, distcor=False, update='two_steps', jit=True, shuffle_buffer=SHUFFLE_BUFFER,
+                 **options):
         self.batch_size = _positive_int(batch_size, 'batch_size')
         if isinstance(id_setup, bool) or not isinstance(id_setup, int) or id_setup not in range(4):
             raise ValueError(f'id_setup must be an int in 0..3 (split levels 1-4), got {id_setup!r}')
@@ -179,6 +183,9 @@ class FSHAJax:
         self._acc = np.zeros(len(self.LOG_COLUMNS))
         self._log_steps, self._log_rows, self._mean_rows = [], [], []
         self._rng = np.random.default_rng(self.seed)
+        if shuffle_buffer is not None:
+            shuffle_buffer = _positive_int(shuffle_buffer, 'shuffle_buffer')
+        self.shuffle_buffer = shuffle_buffer
         self._orders = {'priv': (np.zeros(0, np.int64), 0), 'pub': (np.zeros(0, np.int64), 0)}
         self._data = None
         self._inference = {}
@@ -278,7 +285,7 @@ class FSHAJax:
     def _next_indices(self, which, n_items):
         order, pos = self._orders[which]
         if pos + self.batch_size > len(order):  # a new pass, reshuffled; the remainder is dropped
-            order, pos = self._rng.permutation(n_items), 0
+            order, pos = buffered_shuffle(n_items, self.shuffle_buffer, self._rng), 0
         self._orders[which] = (order, pos + self.batch_size)
         return order[pos:pos + self.batch_size]
 
@@ -379,7 +386,7 @@ class FSHAJax:
         return {'log_columns': list(self.LOG_COLUMNS), 'hparams': {k: self.hparams[k] for k in sorted(self.hparams)},
                 'update': self.update if self.distcor else None, 'batch_size': self.batch_size,
                 'options': {k: v for k, v in sorted(self.options.items()) if k != 'seed'},
-                'data': [list(self.xpriv.shape), list(self.xpub.shape)]}
+                'data': [list(self.xpriv.shape), list(self.xpub.shape)], 'shuffle_buffer': self.shuffle_buffer}
 
     def save(self, path):
         """Write everything needed to continue the same run to one ``.npz`` file (atomically)."""

@@ -343,4 +343,35 @@ def first_index_per_class(labels: np.ndarray, num_classes: int = 10) -> np.ndarr
 
 __all__ = ["DATA_DIR_ENV", "KNOWN_DATASETS", "RawData", "UnknownDatasetError", "MissingDataError",
            "ChecksumError", "canonical_name", "data_dir", "load_raw", "load_unsplit", "tfds_offline_config",
-           "first_index_per_class", "CIFAR10_LABEL_NAMES"]
+           "first_index_per_class", "CIFAR10_LABEL_NAMES", "buffered_shuffle"]
+
+
+def buffered_shuffle(n, buffer_size, rng):
+    """Order of ``n`` elements as emitted by a ``tf.data`` shuffle buffer of ``buffer_size`` (NumPy; for the
+    TensorFlow-free runners, which reproduce the original pipelines' ``shuffle(10_000)``).
+
+    The buffer is filled with the first ``buffer_size`` elements; each output is a uniformly chosen
+    buffer element, whose slot is refilled with the next input element (or, once the input is
+    exhausted, with the buffer's last element). ``buffer_size >= n`` is a full uniform permutation.
+    """
+    if buffer_size is None or buffer_size >= n:
+        return rng.permutation(n)
+    if buffer_size < 1:
+        raise ValueError(f"shuffle buffer must be >= 1, got {buffer_size}")
+    # the buffer holds buffer_size elements until the input runs out, then shrinks by one per output
+    sizes = np.minimum(buffer_size, n - np.arange(n))
+    picks = (rng.random(n) * sizes).astype(np.int64)
+    picks = np.minimum(picks, sizes - 1)
+    buf = list(range(buffer_size))
+    nxt = buffer_size
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        j = int(picks[i])
+        out[i] = buf[j]
+        if nxt < n:
+            buf[j] = nxt
+            nxt += 1
+        else:
+            buf[j] = buf[-1]
+            buf.pop()
+    return out

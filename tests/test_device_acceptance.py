@@ -135,3 +135,16 @@ def test_run_chunked_stops_at_the_time_limit():
     assert run_chunked(calls.append, 0, 4, max_seconds=1.0) == 0 and calls == []
     with pytest.raises(ValueError, match="chunk must be >= 1"):
         run_chunked(calls.append, 3, 0)
+
+
+def test_smoke_and_real_calls_never_share_state(acceptance, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(acceptance, "job_specs", lambda args, w: [j for j in fake_jobs(acceptance, w)
+                                                                  if j.name in args.only])
+    work, out = tmp_path / "work", tmp_path / "out"
+    common = ["--budget", "22", "--reserve", "3", "--only", "fsha", "--work", str(work), "--out", str(out)]
+    assert acceptance.main(common + ["--smoke"]) == 0 and (work / "fsha.done").exists()
+    with pytest.raises(SystemExit):  # the smoke run's .done must not count as the real run
+        acceptance.main(common)
+    assert "holds a smoke call's state" in capsys.readouterr().err
+    assert acceptance.main(common + ["--fresh"]) == 0  # a fresh real call runs the job again
+    assert "completed in an earlier call" not in capsys.readouterr().out

@@ -154,7 +154,9 @@ TRAIN_CHILD = """
 
     xtr, _, xte, _ = load_arrays('mnist')
     hp = {'WGAN': True, 'gradient_penalty': 500.0, 'lr_f': 1e-4, 'lr_tilde': 1e-4, 'lr_D': 1e-4}
+    import keras
     def build():
+        keras.utils.set_random_seed(0)  # the networks' initial weights (FSHAJax's seed covers data and GP only)
         return FSHAJax(xtr[1000:], xte, 3, 64, hp, seed=0, **architectures.small_networks())
     a = build()
     start = a.scoreAttack(xtr[:512])
@@ -165,6 +167,11 @@ TRAIN_CHILD = """
     steps, val = a.validation_history
     print('RESULT', start, a.scoreAttack(xtr[:512]), b.scoreAttack(xtr[:512]), list(steps), list(val),
           list(b.validation_history[1]))
+    # the data order of a pass: a tf.data-style shuffle buffer (output i is one of the first buffer + i inputs)
+    o = FSHAJax(xtr[:200], xte[:100], 3, 10, hp, seed=0, shuffle_buffer=50, **architectures.small_networks())
+    order = np.concatenate([o._next_indices('priv', 200) for _ in range(20)])
+    print('ORDER', bool(np.all(order < 50 + np.arange(200))), sorted(order.tolist()) == list(range(200)),
+          o.shuffle_buffer, a.shuffle_buffer)
 """
 
 
@@ -176,6 +183,7 @@ def test_attack_on_mnist_learns_and_resumes(tmp_path):
     start, end_a, end_b = (float(v) for v in line.split()[1:4])
     assert end_a < 0.5 * start, (start, end_a)
     assert end_a == pytest.approx(end_b, rel=1e-4)
+    assert next(s for s in out.splitlines() if s.startswith('ORDER')) == 'ORDER True True 50 10000'
 
 
 DCOR_CHILD = """

@@ -32,7 +32,9 @@ log, JSON summary and figures). Exit status: 0 when every selected job completed
 budget (call again), 1 when a job failed.
 
 ``--smoke`` runs the same jobs with tiny budgets: a rehearsal on any machine (CPU included) that checks the whole
-call works, in a Python with JAX, NumPy, matplotlib and Keras but no TensorFlow, before device time is spent.
+call works, in a Python with JAX, NumPy, matplotlib and Keras but no TensorFlow, before device time is spent. It
+keeps its state in another folder (``/tmp/splitnn-device-smoke``), and a work folder refuses a call of the other
+kind, so a rehearsal's tiny runs never count as acceptance runs.
 """
 from __future__ import annotations
 
@@ -167,8 +169,9 @@ def describe(job: Job) -> str:
     verdict = {True: "MEETS", False: "MISSES", None: "not checked"}[r.get("met")]
     if job.name in ("fsha", "fsha_dc"):
         v = r["final_validation"]
-        return (f"validation {v:.4f} at {r['iterations']} it ({verdict} <= {r['target']}); "
-                f"{r['steps_per_s']:.1f} steps/s, step/bare {r['step_over_bare']:.2f}, "
+        speed = (f"{r['steps_per_s']:.1f} steps/s, step/bare {r['step_over_bare']:.2f}" if r["steps_per_s"]
+                 else "speed measured in an earlier call")
+        return (f"validation {v:.4f} at {r['iterations']} it ({verdict} <= {r['target']}); {speed}, "
                 f"held-out scoreAttack {r['score_attack_heldout']:.4f}")
     if job.name == "clientside":
         ips = r["steady_it_per_s"] or r["it_per_s"]
@@ -245,8 +248,9 @@ def main(argv=None):
                    help="run order: groups one after the other (separated by spaces), the jobs of a group side by "
                         f"side (separated by commas); default {DEFAULT_GROUPS!r}")
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "results/device")))
-    p.add_argument("--work", type=Path, default=Path("/tmp/splitnn-device"),
-                   help="checkpoints, logs and per-job outputs (kept while the machine stays warm)")
+    p.add_argument("--work", type=Path, default=None,
+                   help="checkpoints, logs and per-job outputs, kept while the machine stays warm (default "
+                        "/tmp/splitnn-device, /tmp/splitnn-device-smoke with --smoke)")
     p.add_argument("--precision", choices=["default", "high", "highest"], default="default",
                    help="jax_default_matmul_precision for the training jobs (default: the backend's, TF32 on "
                         "recent GPUs, as TensorFlow's GPU default)")
@@ -264,6 +268,9 @@ def main(argv=None):
     except ValueError as exc:
         p.error(str(exc))
 
+    if args.work is None:
+        args.work = Path("/tmp/splitnn-device-smoke" if args.smoke else "/tmp/splitnn-device")
+
     t_start = time.perf_counter()
     deadline = t_start + args.budget - 10.0  # leave time to pack what exists
     if args.fresh and args.work.exists():
@@ -271,6 +278,12 @@ def main(argv=None):
 
         shutil.rmtree(args.work)
     args.work.mkdir(parents=True, exist_ok=True)
+    # a smoke rehearsal's checkpoints and .done markers must never stand in for the real runs (and vice versa)
+    mode, marker = ("smoke" if args.smoke else "acceptance"), args.work / "MODE"
+    if marker.exists() and marker.read_text().strip() != mode:
+        p.error(f"{args.work} holds a {marker.read_text().strip()} call's state, not an {mode} one: use another "
+                "--work or --fresh")
+    marker.write_text(mode + "\n")
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"acceptance call: jobs {', '.join(args.only)}; budget {args.budget:.0f} s"
           f"{' (SMOKE: tiny budgets, no verdicts)' if args.smoke else ''}; {environment_line()}", flush=True)
