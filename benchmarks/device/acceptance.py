@@ -181,15 +181,18 @@ def describe(job: Job) -> str:
             f"{r['sec_per_image']:.1f} s per image")
 
 
-def environment_line() -> str:
+def environment_line(env: dict) -> str:
+    """Keras, JAX and the devices, read in a child process: the driver itself never opens the GPU, which would
+    hold memory and a context beside the jobs for the whole call."""
+    code = ("import jax, keras; print(f'keras {keras.__version__} on {keras.backend.backend()}, jax {jax.__version__}, "
+            "devices {jax.devices()}')")
     try:
-        import jax
-        import keras
-
-        return (f"keras {keras.__version__} on {keras.backend.backend()}, jax {jax.__version__}, "
-                f"devices {jax.devices()}")
-    except Exception as exc:  # noqa: BLE001 - reported, and the jobs then fail with the details
-        return f"environment check failed: {type(exc).__name__}: {exc}"
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        return "environment check timed out"
+    if out.returncode != 0:  # reported; the jobs then fail with the details
+        return f"environment check failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}"
+    return out.stdout.strip()
 
 
 def start(job: Job, args, env: dict, deadline: float) -> bool:
@@ -285,12 +288,12 @@ def main(argv=None):
                 "--work or --fresh")
     marker.write_text(mode + "\n")
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"acceptance call: jobs {', '.join(args.only)}; budget {args.budget:.0f} s"
-          f"{' (SMOKE: tiny budgets, no verdicts)' if args.smoke else ''}; {environment_line()}", flush=True)
-
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONUNBUFFERED="1",
                XLA_PYTHON_CLIENT_PREALLOCATE="false")  # jobs side by side share the GPU
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), str(REPO), env.get("PYTHONPATH")]))
+    environment = environment_line(env)
+    print(f"acceptance call: jobs {', '.join(args.only)}; budget {args.budget:.0f} s"
+          f"{' (SMOKE: tiny budgets, no verdicts)' if args.smoke else ''}; {environment}", flush=True)
     jobs = {job.name: job for job in job_specs(args, args.work)}
     for group in groups:
         if time.perf_counter() > deadline - args.reserve:
@@ -302,7 +305,7 @@ def main(argv=None):
     jobs = list(jobs.values())
 
     lines = [f"{'job':<11}{'issue':>6}  {'status':<10} {'seconds':>8}  result"]
-    summary = {"budget_s": args.budget, "smoke": args.smoke, "environment": environment_line(), "jobs": {}}
+    summary = {"budget_s": args.budget, "smoke": args.smoke, "environment": environment, "jobs": {}}
     for job in jobs:
         status = {0: "complete", EXIT_STOPPED: "stopped", "killed": "killed",
                   None: "not run"}.get(job.returncode, "failed")
