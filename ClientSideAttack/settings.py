@@ -4,6 +4,7 @@
 """
 import math
 import numbers
+from pathlib import Path
 
 #: Gradient factor of the original.
 GRADIENT_FACTOR = 1e5
@@ -27,8 +28,6 @@ def add_experiment_arguments(parser, out):
     """The experiment's flags, shared by ``benchmarks/clientside_attack.py`` and its JAX twin; the defaults are
     the original run (target 1, 10 honest clients, batch 256, factor 1e5, 5,000 iterations). ``out``: the
     default output folder."""
-    from pathlib import Path
-
     parser.add_argument("--iterations", type=int, default=5000, help="total iterations (resumed runs included)")
     parser.add_argument("--honest-clients", type=int, default=10)
     parser.add_argument("--target", type=int, default=1, help="target class 0..9")

@@ -85,7 +85,7 @@ def main(argv=None):
     from fsha.datasets import load_arrays
     from fsha.hparams import REFERENCE_HPARAMS
     from fsha.jax_runner import FSHAJax
-    from splitnn.timing import run_chunked
+    from splitnn.timing import timed_resumable_run
 
     name = 'FSHA_with_distance_cor' if args.distcor else 'FSHA'
     hparams = dict(REFERENCE_HPARAMS, **({'alpha1': args.alpha1, 'alpha2': args.alpha2} if args.distcor else {}))
@@ -100,32 +100,22 @@ def main(argv=None):
           f'level {args.level}, batch {args.batch}, architecture {args.architecture}, hparams {hparams}; '
           f'Xpriv = MNIST train[{n}:], held out = train[:{n}]', flush=True)
 
-    remaining = max(0, args.iterations - attack.iteration)
-    t0 = time.perf_counter()
-    if remaining:
-        attack(1, verbose=True, log_frequency=args.log_frequency, checkpoint=args.checkpoint)
-        remaining -= 1
-    jax.block_until_ready(attack.state)
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    chunk = remaining if args.max_seconds is None else args.checkpoint_every
-
     def run(k):  # in chunks when a time limit is set, so that the run can stop in time
         attack(k, verbose=True, log_frequency=args.log_frequency, checkpoint=args.checkpoint,
                checkpoint_every=args.checkpoint_every if args.checkpoint else None,
                printer=lambda s: print(s, flush=True))
 
-    done = run_chunked(run, remaining, max(chunk, 1), args.max_seconds, elapsed=first)
-    if done < remaining:
+    first, steps, elapsed, stopped = timed_resumable_run(
+        run, max(0, args.iterations - attack.iteration), args.checkpoint_every, args.max_seconds,
+        sync=lambda: jax.block_until_ready(attack.state))
+    if stopped:
         print(f'stopped at iteration {attack.iteration} after {args.max_seconds:.0f} s; checkpoint '
               f'{args.checkpoint} saved: run the same command again to continue', flush=True)
         sys.exit(3)
-    jax.block_until_ready(attack.state)
-    elapsed = time.perf_counter() - t0
-    step_s = elapsed / remaining if remaining else None  # this process's steps after the first (compiling) one
+    step_s = elapsed / steps if steps else None  # this process's steps after the first (compiling) one
     if step_s:
         print(f'first step (incl. compilation): {first:.1f} s; then {1 / step_s:.1f} steps/s ({1e3 * step_s:.2f} '
-              f'ms/step over {remaining} steps)')
+              f'ms/step over {steps} steps)')
     else:
         print('this process trained no steps after its first: no speed figure (see the earlier call\'s output)')
 

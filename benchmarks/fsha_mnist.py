@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fsha import datasets, reference  # noqa: E402
 from fsha.FSHA import FSHA, REFERENCE_HPARAMS, mse  # noqa: E402
 from splitnn.data import load_raw  # noqa: E402
-from splitnn.timing import run_chunked  # noqa: E402
+from splitnn.notebook import machine  # noqa: E402
+from splitnn.timing import timed_resumable_run  # noqa: E402
 from splitnn.utils import set_seed  # noqa: E402
 
 TARGET_MSE = 0.03  # running-mean validation after 10,000 iterations (issue #3)
@@ -96,7 +97,6 @@ def main(argv=None):
                                                'checkpoint_every': args.checkpoint_every}
     attack = FSHA(xpriv, xpub, args.level - 1, args.batch, REFERENCE_HPARAMS, architecture=args.architecture,
                   seed=args.seed, jit_compile=args.jit, **ckpt)
-    from splitnn.notebook import machine
     print(f'machine: {machine()}')
     print(f'level {args.level}, batch {args.batch}, architecture {args.architecture}, jit {args.jit}, '
           f'seed {args.seed}, hparams {REFERENCE_HPARAMS}; Xpriv = MNIST train[{n}:], held out = train[:{n}]',
@@ -106,23 +106,14 @@ def main(argv=None):
         attack(k, verbose=True, progress_bar=k > 50 and sys.stdout.isatty(), log_frequency=args.log_frequency)
         sys.stdout.flush()
 
-    remaining = max(0, args.iterations - attack.iteration)
-    first = 0.0
-    if remaining:  # one step alone: it includes tracing, timed apart
-        t0 = time.perf_counter()
-        run(1)
-        first = time.perf_counter() - t0
-        remaining -= 1
-    t0 = time.perf_counter()
-    chunk = remaining if args.max_seconds is None else args.checkpoint_every
-    steps = run_chunked(run, remaining, chunk, args.max_seconds, elapsed=first)
-    elapsed = time.perf_counter() - t0
-    if steps < remaining:
+    first, steps, elapsed, stopped = timed_resumable_run(run, max(0, args.iterations - attack.iteration),
+                                                         args.checkpoint_every, args.max_seconds)
+    if stopped:
         print(f'stopped at iteration {attack.iteration} after {first + elapsed:.0f} s '
               f'({elapsed / max(steps, 1):.3f} s/step); checkpoint in {args.checkpoint_dir}: run the same '
               'command again to continue', flush=True)
         sys.exit(3)
-    step_s = elapsed / steps if steps else float('nan')
+    step_s = elapsed / steps if steps else None  # this process's steps after the first (tracing) one
     if steps:
         print(f'first step (incl. tracing): {first:.2f} s; then {1 / step_s:.3f} steps/s '
               f'({step_s:.3f} s/step over {steps} steps)')
@@ -137,7 +128,7 @@ def main(argv=None):
         times.append(time.perf_counter() - t0)
     bare_s = float(np.median(times))
     print(f'bare forward+backward of f, pilot, decoder, D: {bare_s:.3f} s; attack step / bare = '
-          f'{step_s / bare_s:.2f}' + (' (this process ran no steps)' if not steps else ''))
+          + (f'{step_s / bare_s:.2f}' if step_s else 'n/a (this process ran no steps after its first)'))
 
     val_steps, validation = attack.validation_history
     if args.architecture == 'notebook' and args.level == 4 and args.batch == 64:
@@ -155,7 +146,6 @@ def main(argv=None):
 
 def write_outputs(out, attack, images, score, step_s, bare_s, args):
     """JSON summary, the original notebooks' log figure with the stored curve, and 8 reconstructions."""
-    from splitnn.notebook import machine
     from splitnn.plots import save_image_grid
 
     out.mkdir(parents=True, exist_ok=True)
@@ -168,7 +158,7 @@ def write_outputs(out, attack, images, score, step_s, bare_s, args):
     steps, values = attack.validation_history
     summary = {'machine': machine(), 'iterations': attack.iteration, 'level': args.level, 'batch': args.batch,
                'architecture': args.architecture, 'seed': args.seed, 'hparams': REFERENCE_HPARAMS,
-               'seconds_per_step': step_s, 'step_over_bare': step_s / bare_s,
+               'seconds_per_step': step_s, 'step_over_bare': step_s / bare_s if step_s else None,
                'score_attack_heldout': score, 'validation_steps': [int(s) for s in steps],
                'validation': [float(v) for v in values], 'target': TARGET_MSE,
                'acceptance': reference.acceptance_report(steps, values, TARGET_MSE)}

@@ -341,11 +341,6 @@ def first_index_per_class(labels: np.ndarray, num_classes: int = 10) -> np.ndarr
     return np.asarray(out, dtype=np.int64)
 
 
-__all__ = ["DATA_DIR_ENV", "KNOWN_DATASETS", "RawData", "UnknownDatasetError", "MissingDataError",
-           "ChecksumError", "canonical_name", "data_dir", "load_raw", "load_unsplit", "tfds_offline_config",
-           "first_index_per_class", "CIFAR10_LABEL_NAMES", "buffered_shuffle"]
-
-
 def buffered_shuffle(n, buffer_size, rng):
     """Order of ``n`` elements as emitted by a ``tf.data`` shuffle buffer of ``buffer_size`` (NumPy; for the
     TensorFlow-free runners, which reproduce the original pipelines' ``shuffle(10_000)``).
@@ -375,3 +370,9 @@ def buffered_shuffle(n, buffer_size, rng):
             buf[j] = buf[-1]
             buf.pop()
     return out
+
+
+__all__ = ["DATA_DIR_ENV", "KNOWN_DATASETS", "RawData", "UnknownDatasetError", "MissingDataError",
+           "ChecksumError", "canonical_name", "data_dir", "load_raw", "load_unsplit", "tfds_offline_config",
+           "first_index_per_class", "CIFAR10_LABEL_NAMES", "buffered_shuffle"]
+

@@ -41,3 +41,22 @@ def run_chunked(run, total: int, chunk: int, max_seconds: float | None = None, e
         run(n)
         done += n
     return done
+
+
+def timed_resumable_run(run, total: int, chunk: int, max_seconds: float | None = None, sync=None):
+    """The benchmarks' training loop: the first of ``total`` steps alone (it includes tracing or compilation,
+    timed apart), the rest through :func:`run_chunked` (``chunk`` at a time when ``max_seconds`` is set, else at
+    once). ``sync()`` blocks until queued work is done (JAX). Returns ``(first_s, steps, steps_s, stopped)``:
+    the steps after the first, their seconds, and whether the time limit cut the run short."""
+    sync = sync or (lambda: None)
+    first = 0.0
+    if total:
+        t0 = time.perf_counter()
+        run(1)
+        sync()
+        first = time.perf_counter() - t0
+        total -= 1
+    t0 = time.perf_counter()
+    steps = run_chunked(run, total, max(1, total if max_seconds is None else chunk), max_seconds, elapsed=first)
+    sync()
+    return first, steps, time.perf_counter() - t0, steps < total

@@ -148,3 +148,17 @@ def test_smoke_and_real_calls_never_share_state(acceptance, tmp_path, monkeypatc
     assert "holds a smoke call's state" in capsys.readouterr().err
     assert acceptance.main(common + ["--fresh"]) == 0  # a fresh real call runs the job again
     assert "completed in an earlier call" not in capsys.readouterr().out
+
+
+def test_timed_resumable_run_times_the_first_step_apart():
+    from splitnn.timing import timed_resumable_run
+
+    calls, synced = [], []
+    first, steps, seconds, stopped = timed_resumable_run(calls.append, 10, 4, sync=lambda: synced.append(1))
+    assert calls == [1, 9] and (steps, stopped) == (9, False) and len(synced) == 2  # no limit: the rest at once
+    calls.clear()
+    first, steps, seconds, stopped = timed_resumable_run(calls.append, 10, 4, max_seconds=0.0)
+    assert calls == [1, 4] and (steps, stopped) == (4, True)  # limit spent: one chunk, then it stops
+    calls.clear()
+    first, steps, _, stopped = timed_resumable_run(calls.append, 0, 4)
+    assert (calls, first, steps, stopped) == ([], 0.0, 0, False)  # nothing left: nothing run
