@@ -20,7 +20,6 @@ figure (with the original's curve) and reconstructions.
         --checkpoint-dir ~/fsha-ref --max-seconds 7000 --out results/fsha_mnist
 """
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,11 +29,10 @@ import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fsha import datasets, reference  # noqa: E402
+from fsha import datasets, reference, runs  # noqa: E402
 from fsha.FSHA import FSHA, REFERENCE_HPARAMS, mse  # noqa: E402
 from splitnn.data import load_raw  # noqa: E402
 from splitnn.notebook import machine  # noqa: E402
-from splitnn.timing import timed_resumable_run  # noqa: E402
 from splitnn.utils import set_seed  # noqa: E402
 
 TARGET_MSE = 0.03  # running-mean validation after 10,000 iterations (issue #3)
@@ -51,17 +49,11 @@ def parse_args(argv=None):
     p.add_argument('--log-frequency', type=int, default=500)
     p.add_argument('--heldout', type=int, default=1000, help='first N training images, never given to f')
     p.add_argument('--timing-reps', type=int, default=5, help='repetitions of the bare forward+backward timing')
-    p.add_argument('--checkpoint-dir', default=None,
-                   help='resume from the latest checkpoint here (if any) and save to it; --iterations is the total')
-    p.add_argument('--checkpoint-every', type=int, default=250)
-    p.add_argument('--max-seconds', type=float, default=None,
-                   help='stop training after about this long (checkpointed, exit status 3; run again to go on)')
-    p.add_argument('--out', default=None, help='folder for the JSON summary and figures')
+    runs.add_run_arguments(p)
     args = p.parse_args(argv)
-    if args.max_seconds is not None and not args.checkpoint_dir:
-        p.error('--max-seconds needs --checkpoint-dir (the progress is kept there)')
-    if args.checkpoint_every < 1 or args.log_frequency < 1:
-        p.error('--checkpoint-every and --log-frequency must be >= 1')
+    runs.check_run_arguments(p, args)
+    if args.log_frequency < 1:
+        p.error(f'--log-frequency must be >= 1, got {args.log_frequency}')
     return args
 
 
@@ -102,21 +94,9 @@ def main(argv=None):
           f'seed {args.seed}, hparams {REFERENCE_HPARAMS}; Xpriv = MNIST train[{n}:], held out = train[:{n}]',
           flush=True)
 
-    def run(k):
-        attack(k, verbose=True, progress_bar=k > 50 and sys.stdout.isatty(), log_frequency=args.log_frequency)
-        sys.stdout.flush()
-
-    first, steps, elapsed, stopped = timed_resumable_run(run, max(0, args.iterations - attack.iteration),
-                                                         args.checkpoint_every, args.max_seconds)
-    if stopped:
-        print(f'stopped at iteration {attack.iteration} after {first + elapsed:.0f} s '
-              f'({elapsed / max(steps, 1):.3f} s/step); checkpoint in {args.checkpoint_dir}: run the same '
-              'command again to continue', flush=True)
-        sys.exit(3)
-    step_s = elapsed / steps if steps else None  # this process's steps after the first (tracing) one
-    if steps:
-        print(f'first step (incl. tracing): {first:.2f} s; then {1 / step_s:.3f} steps/s '
-              f'({step_s:.3f} s/step over {steps} steps)')
+    step_s = runs.train_resumable(attack, args.iterations, log_frequency=args.log_frequency,
+                                  checkpoint_every=args.checkpoint_every, max_seconds=args.max_seconds,
+                                  checkpoint_dir=args.checkpoint_dir)
 
     bare = bare_forward_backward(attack, args.jit)
     (xp, _), (xq, _) = next(iter(tf.data.Dataset.zip((attack.client_dataset, attack.attacker_dataset))))
@@ -140,30 +120,12 @@ def main(argv=None):
         print('acceptance (spec §10.4, fresh notebook-architecture runs; one seed):')
         print(reference.format_acceptance(reference.acceptance_report(val_steps, validation, TARGET_MSE)))
     if args.out:
-        write_outputs(Path(args.out), attack, raw.x_train[:8], score, step_s, bare_s, args)
+        runs.write_outputs(args.out, attack, raw.x_train[:8], name='fsha_mnist', reference_name='FSHA', summary={
+            'benchmark': 'fsha_mnist', 'level': args.level, 'batch': args.batch, 'architecture': args.architecture,
+            'seed': args.seed, 'hparams': REFERENCE_HPARAMS, 'seconds_per_step': step_s,
+            'step_over_bare': step_s / bare_s if step_s else None, 'score_attack_heldout': score,
+            'target': TARGET_MSE})
     return attack, score
-
-
-def write_outputs(out, attack, images, score, step_s, bare_s, args):
-    """JSON summary, the original notebooks' log figure with the stored curve, and 8 reconstructions."""
-    from splitnn.plots import save_image_grid
-
-    out.mkdir(parents=True, exist_ok=True)
-    reference.save_log_figure(attack, out / 'fsha_mnist_log.png', reference_name='FSHA',
-                              suptitle=f'FSHA level {args.level}, TensorFlow, {machine()}')
-    x = datasets.preprocess(images)
-    rec, _ = attack.attack(x)
-    save_image_grid([x, rec], out / 'fsha_mnist_reconstructions.png', value_range=(-1.0, 1.0),
-                    suptitle='top: held-out private images; bottom: FSHA reconstructions')
-    steps, values = attack.validation_history
-    summary = {'machine': machine(), 'iterations': attack.iteration, 'level': args.level, 'batch': args.batch,
-               'architecture': args.architecture, 'seed': args.seed, 'hparams': REFERENCE_HPARAMS,
-               'seconds_per_step': step_s, 'step_over_bare': step_s / bare_s if step_s else None,
-               'score_attack_heldout': score, 'validation_steps': [int(s) for s in steps],
-               'validation': [float(v) for v in values], 'target': TARGET_MSE,
-               'acceptance': reference.acceptance_report(steps, values, TARGET_MSE)}
-    (out / 'fsha_mnist.json').write_text(json.dumps(summary, indent=1))
-    print(f'wrote {out}/fsha_mnist.json, fsha_mnist_log.png, fsha_mnist_reconstructions.png')
 
 
 if __name__ == '__main__':

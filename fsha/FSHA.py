@@ -49,7 +49,7 @@ import tensorflow as tf
 from fsha import architectures
 from fsha.hparams import (GP_NORMS, OPTION_DEFAULTS, REFERENCE_HPARAMS, _positive_int,  # noqa: F401
                           make_optimizers, resolve_options, validate_hparams)
-from splitnn.utils import check_output_shape, per_sample_output_shape, set_seed
+from splitnn.utils import check_output_shape, per_sample_output_shape, seed_generator_states, set_seed
 
 # ----------------------------------------------------------------------------------------------- losses
 
@@ -233,7 +233,10 @@ class FSHA:
             f=self.f, tilde_f=self.tilde_f, decoder=self.decoder, D=self.D, optimizer0=self.optimizer0,
             optimizer1=self.optimizer1, optimizer2=self.optimizer2, iteration=self._iteration,
             running_mean_accumulator=self._mean_acc, log_steps=self._log_steps, log_rows=self._log_rows,
-            running_mean_rows=self._mean_rows, rng=self._rng)
+            running_mean_rows=self._mean_rows, rng=self._rng,
+            # Dropout masks of user-supplied networks: not saved with the Keras models themselves
+            seed_states={name: seed_generator_states(net) for name, net in (
+                ('f', self.f), ('tilde_f', self.tilde_f), ('decoder', self.decoder), ('D', self.D))})
         self.checkpoint_every = (None if checkpoint_every is None
                                  else _positive_int(checkpoint_every, 'checkpoint_every'))
         self.checkpoint_manager = None
@@ -405,8 +408,8 @@ class FSHA:
     # ------------------------------------------------------------------------------------- checkpoints
 
     def save(self, path):
-        """Write networks, optimizers, the iteration counter, the log and running-mean histories, the running-mean
-        accumulator and the GP's RNG to ``path``."""
+        """Write networks (with their Dropout seed states), optimizers, the iteration counter, the log and
+        running-mean histories, the running-mean accumulator and the GP's RNG to ``path``."""
         return self.checkpoint.write(os.fspath(path))
 
     def restore(self, path):

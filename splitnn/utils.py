@@ -54,3 +54,12 @@ def set_seed(seed: int | None, deterministic: bool = False) -> None:
         keras.utils.set_random_seed(int(seed))
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+def seed_generator_states(model) -> list:
+    """The state variables of a Keras model's seed generators (Dropout and other random layers).
+
+    A ``tf.train.Checkpoint`` of a Keras 3 model saves its layers' weights but not these states, so a run resumed
+    from such a checkpoint would draw other Dropout masks than the uninterrupted run; checkpoints add this list.
+    """
+    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]

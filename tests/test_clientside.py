@@ -551,3 +551,89 @@ def test_tiny_end_to_end_attack_and_judge(tmp_path, mnist):
                        train_subset=2000, epochs=1, verbose=False)
     rate = judge.target_rate(samples, 1)
     assert 0.0 <= rate <= 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoints
+# --------------------------------------------------------------------------------------------
+
+def _state(srv, bad):
+    models = [srv.s, bad.f, bad.ff, bad.generator]
+    return ([v.numpy().copy() for m in models for v in m.variables]
+            + [v.numpy().copy() for o in srv.optimizers for v in o.variables])
+
+
+@pytest.mark.parametrize("optimizer", ["shared", "per_group"])
+def test_checkpoint_resume_continues_the_same_run(tmp_path, optimizer):
+    """4 iterations in one go equal 2, save, a freshly built server, restore, 2 more: weights (Dropout
+    masks included), BatchNorm statistics, Adam moments and counters, attacker noise and data order."""
+    straight, bad = _setup(honest=2, optimizer=optimizer, run_eagerly=False)
+    losses = straight(4)
+    expected = _state(straight, bad)
+
+    first, _ = _setup(honest=2, optimizer=optimizer, run_eagerly=False)
+    first(2)
+    first.save(tmp_path / "ckpt", extra={"history": [1, 2]})
+    first(3)  # moves on after saving: the checkpoint must not follow
+
+    resumed, bad2 = _setup(honest=2, optimizer=optimizer, run_eagerly=False, seed=5)  # other init and order
+    assert resumed.restore(tmp_path / "ckpt") == {"history": [1, 2]} and resumed.iteration == 2
+    rest = resumed(2)
+    assert resumed.iteration == 4
+    np.testing.assert_allclose(rest[0], losses[0][-4:], rtol=1e-6)
+    for got, want in zip(_state(resumed, bad2), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_restore_rejects_missing_and_mismatched_checkpoints(tmp_path):
+    srv, _ = _setup(honest=1)
+    with pytest.raises(FileNotFoundError, match="Server.save"):
+        srv.restore(tmp_path / "nothing")
+    srv.save(tmp_path / "ckpt")
+    other, _ = _setup(honest=2)
+    with pytest.raises(ValueError, match="clients"):
+        other.restore(tmp_path / "ckpt")
+    keras.utils.set_random_seed(0)
+    f, ff, g = archs.make_f(), archs.make_ff(), archs.make_generator()
+    target3 = Server(archs.make_s(), [BadClient(f, ff, g, target_class=3)], _fake_data(), 8)
+    with pytest.raises(ValueError, match="target_class"):
+        target3.restore(tmp_path / "ckpt")
+
+
+@needs_mnist
+def test_benchmark_stops_and_resumes_the_same_run(tmp_path, capsys):
+    """benchmarks/clientside_attack.py: a run cut by --max-seconds (exit 3) and resumed from --checkpoint
+    ends with the evaluation history of the run done in one go."""
+    import json
+    import runpy
+
+    from ClientSideAttack import judge as judge_module
+
+    judge_dir = tmp_path / "judge"
+    judge_dir.mkdir()
+    keras.utils.set_random_seed(0)  # an untrained judge: only its determinism matters here
+    judge_module.make_judge_model().save_weights(judge_dir / f"mnist_judge_{JUDGE_VERSION}.weights.h5")
+    (judge_dir / f"mnist_judge_{JUDGE_VERSION}.json").write_text(
+        json.dumps({"version": JUDGE_VERSION, "test_accuracy": 0.0}))
+    bench = runpy.run_path(os.path.join(os.path.dirname(__file__), "..", "benchmarks", "clientside_attack.py"))
+
+    def run(out, *extra):
+        return bench["main"](["--iterations", "3", "--honest-clients", "1", "--batch-size", "8",
+                              "--eval-every", "1", "--eval-samples", "20", "--grid-samples", "3",
+                              "--judge-dir", str(judge_dir), "--out", str(tmp_path / out), *extra])
+
+    straight, rc = run("straight")
+    assert rc == 0 and straight["iterations_done"] == 3 and len(straight["history"]) == 4
+    ckpt = ["--checkpoint", str(tmp_path / "ckpt" / "state")]
+    first, rc1 = run("resumed", *ckpt, "--max-seconds", "0")
+    assert rc1 == 3 and first["iterations_done"] == 1 and not first["complete"]
+    second, rc2 = run("resumed", *ckpt)
+    assert rc2 == 0 and "resumed from" in capsys.readouterr().out
+    assert [h["iteration"] for h in second["history"]] == [0, 1, 2, 3]
+    for a, b in zip(second["history"], straight["history"]):
+        assert a["histogram"] == b["histogram"] and a["target_rate"] == b["target_rate"]
+    assert (tmp_path / "resumed" / "samples_target1.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="target_class"):  # the server's own settings differ
+        run("other", *ckpt, "--target", "2")
+    with pytest.raises(SystemExit, match="arguments ask for"):  # the benchmark's differ
+        run("other", *ckpt, "--eval-samples", "30")

@@ -449,6 +449,29 @@ def test_checkpoint_resume_continues_the_same_curve(tmp_path):
     np.testing.assert_allclose(a.running_mean_history[1], b.running_mean_history[1], rtol=1e-4)
 
 
+def dropout_client(seed):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(IMG)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding='same', activation='relu')(inp)
+    x = keras.layers.Dropout(0.5)(x)
+    return keras.Model(inp, keras.layers.Conv2D(8, 3, strides=2, padding='same')(x))
+
+
+def test_checkpoint_keeps_the_dropout_masks_of_a_user_client(tmp_path):
+    """A Keras 3 model's checkpoint omits its seed generators; FSHA's adds them, so a user client with
+    Dropout resumes with the masks the uninterrupted run would have drawn."""
+    xpriv, xpub = fixed_streams()
+    keras.utils.set_random_seed(0)
+    a = FSHA(xpriv, xpub, 3, BATCH, HP, seed=1, **dict(nets(), client=dropout_client(0)))
+    a(2, progress_bar=False, log_frequency=1)
+    a.save(tmp_path / 'ckpt')
+    log_a = a(2, progress_bar=False, log_frequency=1)
+    keras.utils.set_random_seed(0)
+    b = FSHA(xpriv, xpub, 3, BATCH, HP, seed=2, **dict(nets(), client=dropout_client(7)))
+    b.restore(tmp_path / 'ckpt')
+    np.testing.assert_allclose(b(2, progress_bar=False, log_frequency=1), log_a, rtol=1e-5)
+
+
 def test_checkpoint_dir_autoresume(tmp_path):
     xpriv, xpub = fixed_streams()
     a = FSHA(xpriv, xpub, 3, BATCH, HP, checkpoint_dir=tmp_path, **nets())

@@ -1,0 +1,55 @@
+"""The TensorFlow FSHA benchmarks end to end at level 4 with batch 8 (level 4 has the cheapest
+step: D sees 4x4 features):
+a run stopped by ``--max-seconds`` exits with status 3 and keeps its progress in ``--checkpoint-dir``; the same
+command then continues it to the total ``--iterations`` and writes the summary and figures to ``--out``.
+
+Needs the MNIST mirror (``SPLITNN_DATA_DIR``); about 40 s per benchmark on two CPU cores."""
+import json
+import os
+import runpy
+from pathlib import Path
+
+import pytest
+
+from fsha import runs
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(not os.environ.get('SPLITNN_DATA_DIR'),
+                                reason='needs the offline MNIST mirror (SPLITNN_DATA_DIR)')
+
+
+@pytest.mark.parametrize('script, name, extra', [
+    ('fsha_mnist.py', 'fsha_mnist', ['--architecture', 'notebook', '--seed', '0']),
+    ('fsha_distcor.py', 'fsha_distcor', []),
+])
+def test_benchmark_stops_resumes_and_reports(tmp_path, capsys, script, name, extra):
+    bench = runpy.run_path(str(REPO / 'benchmarks' / script))
+    common = ['--level', '4', '--batch', '8', '--heldout', '16', '--log-frequency', '1', '--timing-reps', '1',
+              '--checkpoint-dir', str(tmp_path / 'ckpt'), '--checkpoint-every', '1', '--out', str(tmp_path / 'out')]
+    common += extra
+    # max-seconds 0: the first (timed) step and one chunk run, then the limit stops the run at iteration 2
+    with pytest.raises(SystemExit) as stop:
+        bench['main'](['--iterations', '4', '--max-seconds', '0'] + common)
+    assert stop.value.code == runs.STOPPED
+    assert 'stopped at iteration 2 of 4' in capsys.readouterr().out
+    assert not (tmp_path / 'out').exists()
+
+    bench['main'](['--iterations', '4'] + common)
+    printed = capsys.readouterr().out
+    assert 'at iteration 2' in printed  # restored, not restarted
+    summary = json.loads((tmp_path / 'out' / f'{name}.json').read_text())
+    assert summary['iterations'] == 4 and summary['validation_steps'] == [0, 1, 2, 3]
+    assert summary['seconds_per_step'] > 0 and summary['target'] == bench['TARGET_MSE']
+    assert [row['check'] for row in summary['acceptance']] == ['start', 'by 1,000', 'end']
+    assert summary['acceptance'][1]['value'] is None  # not reached: no verdict
+    for png in (f'{name}_log.png', f'{name}_reconstructions.png'):
+        assert (tmp_path / 'out' / png).stat().st_size > 1000
+
+
+def test_max_seconds_needs_a_checkpointed_attack():
+    class Attack:
+        checkpoint_manager = None
+        iteration = 0
+    with pytest.raises(ValueError, match='checkpoint_dir'):
+        runs.train_resumable(Attack(), 10, log_frequency=5, max_seconds=1.0)
