@@ -13,6 +13,9 @@ Quick start::
     bad = server.clients[0]
     rate = Judge.load().target_rate(bad.generate(1000), target_class=1)
 
+Long runs: ``server.save(prefix)`` and, on a server built the same way, ``server.restore(prefix)``
+continue the run exactly (``benchmarks/clientside_attack.py --checkpoint PREFIX --max-seconds S``).
+
 The names below are imported lazily (on first access), so that
 :mod:`ClientSideAttack.jax_runner`, the TensorFlow-free port for Keras' JAX backend, can be imported
 without importing TensorFlow through this package's ``__init__``.
@@ -29,7 +32,7 @@ _EXPORTS = {
     "JUDGE_VERSION": "judge", "Judge": "judge",
     "OPTIMIZER_MODES": "settings", "Server": "server", "build_attack": "server",
 }
-_SUBMODULES = ("archs", "clients", "dataset", "judge", "server", "settings", "jax_runner")
+_SUBMODULES = ("archs", "clients", "dataset", "experiment", "judge", "server", "settings", "jax_runner")
 
 __all__ = [
     "FAKE_CLASS", "IMAGE_SHAPE", "LATENT_DIM", "NUM_CLASSES", "make_f", "make_ff", "make_generator",
