@@ -18,6 +18,7 @@ resumes from it; ``--max-seconds S`` stops after about S seconds with exit statu
         [--checkpoint results/clientside_attack/state --max-seconds 3600]
 """
 
+import json
 import os
 import sys
 import time
@@ -27,12 +28,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ClientSideAttack.experiment import parse_args as experiment_args, run_experiment  # noqa: E402
 from ClientSideAttack.settings import REFERENCE_RUN as REFERENCE  # noqa: E402
+from splitnn.timing import time_round_robin  # noqa: E402
 
 
 def parse_args(argv=None):
+    def tf_arguments(p):
+        p.add_argument("--timing-reps", type=int, default=5,
+                       help="rounds of the step vs bare forward+backward timing after training (0: none)")
     return experiment_args(argv, description=__doc__.splitlines()[0], out="results/clientside_attack",
                            checkpoint_help="checkpoint prefix (PREFIX.index, PREFIX.data-*, PREFIX.json): resumed "
-                                           "from if it exists, written at every evaluation and at the end")
+                                           "from if it exists, written at every evaluation and at the end",
+                           add_arguments=tf_arguments)
+
+
+def step_costs(server, reps):
+    """Median seconds of one training step of each kind (honest, generator, poisoning) and of the bare forward +
+    backward pass of the same networks (the gradients, no optimizer update), timed round-robin on one batch.
+    Each measured step does update the networks: call this after the run."""
+    import numpy as np
+    import tensorflow as tf
+
+    from ClientSideAttack import GENERATOR, HONEST, POISON, BadClient
+
+    bad = next(c for c in server.clients if isinstance(c, BadClient))
+    honest = next((c for c in server.clients if not isinstance(c, BadClient)), None)
+    x, y = server.next_batch()
+    z = bad.sample_noise(server.batch_size)
+    cases = [("generator", bad, z, None, GENERATOR), ("poison", bad, z, None, POISON)]
+    if honest is not None:
+        cases.insert(0, ("honest", honest, x, y, HONEST))
+    fns = {}
+    for name, client, inputs, labels, phase in cases:
+        bare = tf.function(lambda i, l, c=client, ph=phase: server.compute_gradients(c, i, l, ph)[1])
+        fns[f"{name} step"] = (lambda c=client, i=inputs, l=labels, ph=phase:
+                               server.train_step(c, i, l, ph).numpy())
+        fns[f"{name} bare"] = lambda f=bare, i=inputs, l=labels: [g.numpy() for g in f(i, l)]
+    times = time_round_robin(fns, reps)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def main(argv=None):
@@ -60,9 +92,21 @@ def main(argv=None):
     restored = args.checkpoint is not None and Server.checkpoint_exists(args.checkpoint)
     if restored:
         server.restore(args.checkpoint)
-    return run_experiment(args, runner=server, attacker=server.clients[0], judge=judge, restored=restored,
-                          save=lambda: server.save(args.checkpoint), device=device,
-                          backend=f"keras {keras.__version__} / tensorflow {tf.__version__}", t_start=t_start)
+    summary, status = run_experiment(
+        args, runner=server, attacker=server.clients[0], judge=judge, restored=restored,
+        save=lambda: server.save(args.checkpoint), device=device,
+        backend=f"keras {keras.__version__} / tensorflow {tf.__version__}", t_start=t_start)
+    if status == 0 and args.timing_reps > 0:
+        costs = step_costs(server, args.timing_reps)
+        print(f"one step vs the bare forward+backward of the same networks, batch {args.batch_size} "
+              f"(median of {args.timing_reps} round-robin timings, after the run):")
+        for kind in ("honest", "generator", "poison"):
+            if f"{kind} step" in costs:
+                step, bare = costs[f"{kind} step"], costs[f"{kind} bare"]
+                print(f"  {kind:9s}: step {1e3 * step:7.1f} ms, bare {1e3 * bare:7.1f} ms, ratio {step / bare:.2f}")
+        summary["step_costs_s"] = costs
+        (args.out / f"summary_target{args.target}.json").write_text(json.dumps(summary, indent=1))
+    return summary, status
 
 
 if __name__ == "__main__":

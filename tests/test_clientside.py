@@ -620,10 +620,14 @@ def test_benchmark_stops_and_resumes_the_same_run(tmp_path, capsys):
     def run(out, *extra):
         return bench["main"](["--iterations", "3", "--honest-clients", "1", "--batch-size", "8",
                               "--eval-every", "1", "--eval-samples", "20", "--grid-samples", "3",
-                              "--judge-dir", str(judge_dir), "--out", str(tmp_path / out), *extra])
+                              "--judge-dir", str(judge_dir), "--timing-reps", "1", "--out", str(tmp_path / out),
+                              *extra])
 
     straight, rc = run("straight")
     assert rc == 0 and straight["iterations_done"] == 3 and len(straight["history"]) == 4
+    assert sorted(straight["step_costs_s"]) == sorted(f"{k} {w}" for k in ("honest", "generator", "poison")
+                                                      for w in ("step", "bare"))
+    assert min(straight["step_costs_s"].values()) > 0
     ckpt = ["--checkpoint", str(tmp_path / "ckpt" / "state")]
     first, rc1 = run("resumed", *ckpt, "--max-seconds", "0")
     assert rc1 == 3 and first["iterations_done"] == 1 and not first["complete"]
