@@ -13,8 +13,8 @@ Quick start::
     bad = server.clients[0]
     rate = Judge.load().target_rate(bad.generate(1000), target_class=1)
 
-Long runs: ``server.save(prefix)`` and, on a server built the same way, ``server.restore(prefix)``
-continue the run exactly (``benchmarks/clientside_attack.py --checkpoint PREFIX --max-seconds S``).
+Long runs: ``server.save(folder)`` and, on a server built the same way, ``server.restore(folder)``
+continue the run exactly (``benchmarks/clientside_attack.py --checkpoint DIR --max-seconds S``).
 
 The names below are imported lazily (on first access), so that
 :mod:`ClientSideAttack.jax_runner`, the TensorFlow-free port for Keras' JAX backend, can be imported

@@ -9,7 +9,6 @@ and a later call with the same arguments resumes from it; ``--max-seconds`` stop
 """
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -19,6 +18,8 @@ __all__ = ["EXIT_STOPPED", "parse_args", "run_experiment"]
 
 #: Exit status of a run stopped by ``--max-seconds``, its state saved to ``--checkpoint``.
 EXIT_STOPPED = 3
+#: With ``--max-seconds``, the most iterations trained between two checks of the time limit.
+STOP_CHECK_EVERY = 25
 
 
 def parse_args(argv=None, *, description, out, checkpoint_help, add_arguments=None):
@@ -47,19 +48,14 @@ def experiment_config(args):
             "seed": args.seed, "eval_samples": args.eval_samples, "grid_samples": args.grid_samples}
 
 
-def state_path(checkpoint):
-    """The file beside the runner's checkpoint that holds the benchmark's own state (noise, history, grid)."""
-    return Path(str(checkpoint) + ".experiment.npz")
-
-
-def run_experiment(args, *, runner, attacker, judge, save, restored, device, backend, t_start=None):
+def run_experiment(args, *, runner, attacker, judge, save, resumed, device, backend, t_start=None):
     """Run (or continue) the benchmark; returns ``(summary, exit_status)``.
 
     ``runner``: ``.iteration``, ``.clients`` and ``runner(n)`` (trains ``n`` iterations and returns once they are
-    done). ``attacker``: ``sample_noise(n)`` and ``generate(n, z=, batch_size=)`` (NumPy images). ``save()`` writes
-    the runner's state to ``args.checkpoint``; the benchmark's own state goes to :func:`state_path` after it.
-    ``restored``: whether the runner was restored from ``args.checkpoint`` (then that state is read back too).
-    ``device``, ``backend``: strings for the summary.
+    done). ``attacker``: ``sample_noise(n)`` and ``generate(n, z=, batch_size=)`` (NumPy images). ``save(extra)``
+    writes the runner's state together with ``extra`` (the benchmark's noise, history and grid: a dict of NumPy
+    arrays and strings) to ``args.checkpoint`` in one atomic step. ``resumed``: the ``extra`` read back with the
+    runner's state, or None for a fresh run. ``device``, ``backend``: strings for the summary.
     """
     import numpy as np
 
@@ -68,28 +64,23 @@ def run_experiment(args, *, runner, attacker, judge, save, restored, device, bac
     t_start = time.perf_counter() if t_start is None else t_start
     args.out.mkdir(parents=True, exist_ok=True)
     config = experiment_config(args)
-    if restored:
-        path = state_path(args.checkpoint)
-        if not path.exists():
-            raise SystemExit(f"{args.checkpoint} has no benchmark state beside it ({path}); use another "
-                             "--checkpoint")
-        with np.load(path, allow_pickle=False) as z:
-            state = {k: z[k] for k in z.files}
-        saved_config = json.loads(str(state["config"]))
+    if resumed is not None:
+        if "config" not in resumed:
+            raise SystemExit(f"{args.checkpoint} holds no benchmark state (written by another program or an "
+                             "older version of this one); use another --checkpoint")
+        saved_config = json.loads(str(resumed["config"]))
         if saved_config != config:
             raise SystemExit(f"{args.checkpoint} holds a run with {saved_config}, but the arguments ask for "
                              f"{config}; use another --checkpoint or the same arguments")
-        if int(state["iteration"]) != runner.iteration:
-            raise SystemExit(f"{path} is at iteration {int(state['iteration'])} but {args.checkpoint} at "
-                             f"{runner.iteration} (interrupted save?); use another --checkpoint")
-        z_eval, z_grid = state["z_eval"], state["z_grid"]
-        history, titles = json.loads(str(state["history"])), json.loads(str(state["titles"]))
-        rows, train_s = list(state["grid_rows"]), float(state["train_seconds"])
+        z_eval, z_grid = np.asarray(resumed["z_eval"]), np.asarray(resumed["z_grid"])
+        history, titles = json.loads(str(resumed["history"])), json.loads(str(resumed["titles"]))
+        rows, train_s = list(resumed["grid_rows"]), float(resumed["train_seconds"])
         print(f"resumed from {args.checkpoint} at iteration {runner.iteration}", flush=True)
     else:
         z_eval = np.asarray(attacker.sample_noise(args.eval_samples), np.float32)
         z_grid = np.asarray(attacker.sample_noise(args.grid_samples), np.float32)
         history, rows, titles, train_s = [], [], [], 0.0
+    saved_at = runner.iteration if resumed is not None else None
 
     def evaluate(it, ips):
         rates = judge.rates(attacker.generate(args.eval_samples, z=z_eval), args.target)
@@ -106,16 +97,12 @@ def run_experiment(args, *, runner, attacker, judge, save, restored, device, bac
               + (f"; {ips:.2f} it/s ({ips * len(runner.clients):.1f} steps/s)" if ips else ""), flush=True)
 
     def save_state():
-        if args.checkpoint is None:
+        nonlocal saved_at
+        if args.checkpoint is None or saved_at == runner.iteration:
             return
-        save()
-        path = state_path(args.checkpoint)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, iteration=np.int64(runner.iteration), config=json.dumps(config), z_eval=z_eval,
-                     z_grid=z_grid, history=json.dumps(history), grid_rows=np.stack(rows), titles=json.dumps(titles),
-                     train_seconds=np.float64(train_s))
-        os.replace(tmp, path)
+        save({"config": json.dumps(config), "z_eval": z_eval, "z_grid": z_grid, "history": json.dumps(history),
+              "grid_rows": np.stack(rows), "titles": json.dumps(titles), "train_seconds": np.float64(train_s)})
+        saved_at = runner.iteration
 
     if not history:
         evaluate(0, None)
@@ -123,6 +110,8 @@ def run_experiment(args, *, runner, attacker, judge, save, restored, device, bac
     while runner.iteration < args.iterations:
         it0 = runner.iteration
         n = min(args.eval_every - it0 % args.eval_every, args.iterations - it0)
+        if args.max_seconds is not None:
+            n = min(n, STOP_CHECK_EVERY)  # the time limit is checked between chunks
         t0 = time.perf_counter()
         runner(n)
         dt = time.perf_counter() - t0
@@ -136,8 +125,7 @@ def run_experiment(args, *, runner, attacker, judge, save, restored, device, bac
                 and time.perf_counter() - t_start > args.max_seconds):
             stopped = True
             break
-    if stopped or runner.iteration == args.iterations:
-        save_state()
+    save_state()  # a stop between evaluations; a no-op when the last evaluation saved
     grid = args.out / f"samples_target{args.target}.png"
     plots.save_image_grid(rows, grid, titles=titles)
 
@@ -158,10 +146,11 @@ def run_experiment(args, *, runner, attacker, judge, save, restored, device, bac
               f"{args.iterations}; state saved to {args.checkpoint}; run the same command again to "
               f"resume", flush=True)
         return summary, EXIT_STOPPED
-    reduced = "" if args.iterations >= 5000 else f" (REDUCED BUDGET: {args.iterations} of 5,000 iterations)"
+    done = final["iteration"]
+    reduced = "" if done >= 5000 else f" (REDUCED BUDGET: {done} of 5,000 iterations)"
     ips = final["it_per_s"]
     print(f"final: target-class rate {final['target_rate']:.3f} over {args.eval_samples} samples "
-          f"after {args.iterations} iterations{reduced}; "
+          f"after {final['iteration']} iterations{reduced}; "
           + (f"{ips:.2f} it/s overall" if ips else "no training in this call")
           + (f", {steady_ips:.2f} it/s after compilation" if steady_ips else "")
           + f" on {device}; grid saved to {grid}", flush=True)

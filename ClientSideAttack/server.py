@@ -55,7 +55,8 @@ Checkpoints (not in the original)
 optimizer(s), the iteration counter, each malicious client's noise generator and the position of the
 shared data iterator, shuffle buffer included (about 31 MB for MNIST). :meth:`Server.restore` loads it
 into a server built the same way, so ``server(2); save; new server; restore; server(2)`` continues the
-run as ``server(4)`` would have.
+run as ``server(4)`` would have. A save goes to a new file set and then becomes the folder's ``latest`` in one
+atomic rename, so a process killed while saving leaves the previous save usable.
 """
 
 import json
@@ -369,48 +370,56 @@ class Server:
             items[f"optimizer{k}"] = opt
         return tf.train.Checkpoint(**items)
 
-    def save(self, path, extra=None):
-        """Write the training state to the checkpoint prefix ``path`` (``path.index``, ``path.data-*``) and
-        ``path.json`` (iteration and :meth:`config`). ``extra``: a JSON-serialisable dict stored beside it
-        (the benchmark keeps its evaluation history there) and returned by :meth:`restore`. Returns ``path``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def save(self, directory, extra=None):
+        """Write the training state into the folder ``directory``: ``ckpt-<iteration>-<tag>.index``/``.data-*``, its
+        ``.json`` (iteration and :meth:`config`) and, given ``extra`` (a dict of NumPy-convertible values, such as
+        a benchmark's history), its ``.extra.npz``; then switch the file ``latest`` to it atomically and delete
+        older saves. A save cut short (a killed process) leaves the previous one in use. Returns the save's name."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
         self._iteration_var.assign(self.iteration)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        written = Path(self._checkpoint().write(str(tmp)))
-        for part in sorted(written.parent.glob(written.name + ".*")):  # .index, .data-00000-of-00001
-            os.replace(part, path.with_name(path.name + part.name[len(written.name):]))
-        meta = {"iteration": self.iteration, "config": self.config(), "extra": extra or {}}
-        tmp_meta = path.with_name(f".tmp-{os.getpid()}-{path.name}.json")
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_meta, path.with_name(path.name + ".json"))
-        return path
+        name = f"ckpt-{self.iteration}-{os.getpid()}-{time.time_ns()}"  # unique: never overwrites the live save
+        self._checkpoint().write(str(directory / name))
+        meta = {"iteration": self.iteration, "config": self.config()}
+        (directory / f"{name}.json").write_text(json.dumps(meta))
+        if extra:
+            with open(directory / f"{name}.extra.npz", "wb") as fh:
+                np.savez(fh, **{k: np.asarray(v) for k, v in extra.items()})
+        tmp = directory / f".latest-{os.getpid()}"
+        tmp.write_text(name)
+        os.replace(tmp, directory / "latest")
+        for old in directory.glob("ckpt-*"):
+            if not old.name.startswith(name + "."):
+                old.unlink()
+        return name
 
     @staticmethod
-    def checkpoint_exists(path):
-        """Whether :meth:`save` has written a checkpoint at ``path``."""
-        path = Path(path)
-        return path.with_name(path.name + ".index").exists() and path.with_name(path.name + ".json").exists()
+    def checkpoint_exists(directory):
+        """Whether :meth:`save` has written a checkpoint into ``directory``."""
+        return (Path(directory) / "latest").is_file()
 
-    def restore(self, path):
-        """Load a checkpoint written by :meth:`save` into this server, built like the saved one (same
-        clients, networks and settings; ValueError naming the differences otherwise). Returns ``extra``."""
-        path = Path(path)
-        if not self.checkpoint_exists(path):
-            raise FileNotFoundError(f"no client-side attack checkpoint at {path} (expected {path}.index and "
-                                    f"{path}.json, written by Server.save)")
-        meta = json.loads(path.with_name(path.name + ".json").read_text())
+    def restore(self, directory):
+        """Load the latest checkpoint :meth:`save` wrote into ``directory`` into this server, built like the saved
+        one (same clients, networks and settings; ValueError naming the differences otherwise). Returns the
+        save's ``extra`` as a dict of NumPy arrays (empty if none)."""
+        directory = Path(directory)
+        if not self.checkpoint_exists(directory):
+            raise FileNotFoundError(f"no client-side attack checkpoint in {directory} (expected the file "
+                                    f"{directory / 'latest'}, written by Server.save)")
+        name = (directory / "latest").read_text().strip()
+        meta = json.loads((directory / f"{name}.json").read_text())
         mine = self.config()
         diff = {k: (meta["config"].get(k), v) for k, v in mine.items() if meta["config"].get(k) != v}
         if diff:
-            raise ValueError(f"checkpoint {path} was written by a differently configured server "
+            raise ValueError(f"checkpoint {directory / name} was written by a differently configured server "
                              f"(checkpoint, this server): {diff}")
-        self._checkpoint().read(str(path)).assert_existing_objects_matched()
+        self._checkpoint().read(str(directory / name)).assert_existing_objects_matched()
         self.iteration = int(self._iteration_var.numpy())
-        if self.iteration != meta["iteration"]:
-            raise ValueError(f"checkpoint {path} is inconsistent: its state is at iteration {self.iteration}, "
-                             f"its {path.name}.json at {meta['iteration']} (interrupted save?)")
-        return meta["extra"]
+        extra_path = directory / f"{name}.extra.npz"
+        if not extra_path.exists():
+            return {}
+        with np.load(extra_path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
 
     # -- evaluation -------------------------------------------------------------------------------
     def predict_logits(self, x, client=0, batch_size=1000):

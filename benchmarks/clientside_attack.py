@@ -9,13 +9,13 @@ training and a JSON summary to ``--out``.
 
 Acceptance on a GPU: >= 80% of 1,000 samples assigned to the target class after 5,000 iterations.
 
-On a CPU the original configuration takes hours (about 0.3 it/s on two cores): ``--checkpoint PREFIX``
+On a CPU the original configuration takes hours (about 0.3 it/s on two cores): ``--checkpoint DIR``
 saves the complete state (networks, Dropout seeds, optimizer, noise generator, data iterator with its
-shuffle buffer, history and grid) at every evaluation and when the run stops, and the same command
-resumes from it; ``--max-seconds S`` stops after about S seconds with exit status 3.
+shuffle buffer, history and grid; ``Server.save``) into DIR at every evaluation and when the run stops, and
+the same command resumes from it; ``--max-seconds S`` stops after about S seconds with exit status 3.
 
     SPLITNN_DATA_DIR=/path/to/data python benchmarks/clientside_attack.py [--iterations 5000] \\
-        [--checkpoint results/clientside_attack/state --max-seconds 3600]
+        [--checkpoint checkpoints/clientside_attack --max-seconds 3600]
 """
 
 import json
@@ -36,8 +36,8 @@ def parse_args(argv=None):
         p.add_argument("--timing-reps", type=int, default=5,
                        help="rounds of the step vs bare forward+backward timing after training (0: none)")
     return experiment_args(argv, description=__doc__.splitlines()[0], out="results/clientside_attack",
-                           checkpoint_help="checkpoint prefix (PREFIX.index, PREFIX.data-*, PREFIX.json): resumed "
-                                           "from if it exists, written at every evaluation and at the end",
+                           checkpoint_help="checkpoint folder (Server.save): resumed from if it holds one, "
+                                           "saved to at every evaluation and when the run stops",
                            add_arguments=tf_arguments)
 
 
@@ -89,12 +89,15 @@ def main(argv=None):
     server = build_attack(honest_clients=args.honest_clients, target_class=args.target,
                           gradient_factor=args.factor, batch_size=args.batch_size,
                           optimizer=args.optimizer, seed=args.seed)
-    restored = args.checkpoint is not None and Server.checkpoint_exists(args.checkpoint)
-    if restored:
-        server.restore(args.checkpoint)
+    resumed = None
+    if args.checkpoint is not None and Server.checkpoint_exists(args.checkpoint):
+        try:
+            resumed = server.restore(args.checkpoint)
+        except ValueError as e:
+            raise SystemExit(f"{e}; use another --checkpoint or the same arguments") from None
     summary, status = run_experiment(
-        args, runner=server, attacker=server.clients[0], judge=judge, restored=restored,
-        save=lambda: server.save(args.checkpoint), device=device,
+        args, runner=server, attacker=server.clients[0], judge=judge, resumed=resumed,
+        save=lambda extra: server.save(args.checkpoint, extra=extra), device=device,
         backend=f"keras {keras.__version__} / tensorflow {tf.__version__}", t_start=t_start)
     if status == 0 and args.timing_reps > 0:
         costs = step_costs(server, args.timing_reps)

@@ -72,14 +72,14 @@ def main(argv=None):
           f"{', trained with ' + judge.info['trained_with'] if judge.info.get('trained_with') else ''})",
           flush=True)
 
-    restored = args.checkpoint is not None and args.checkpoint.exists()
-    if restored:
-        runner, _ = ClientSideAttackJax.from_checkpoint(args.checkpoint)
+    resumed = None
+    if args.checkpoint is not None and args.checkpoint.exists():
+        runner, resumed = ClientSideAttackJax.from_checkpoint(args.checkpoint)
     else:
         runner = ClientSideAttackJax(args.honest_clients, args.target, args.factor, args.batch_size,
                                      optimizer=args.optimizer, seed=args.seed)
-    return run_experiment(args, runner=runner, attacker=runner, judge=judge, restored=restored,
-                          save=lambda: runner.save(args.checkpoint), device=device,
+    return run_experiment(args, runner=runner, attacker=runner, judge=judge, resumed=resumed,
+                          save=lambda extra: runner.save(args.checkpoint, extra=extra), device=device,
                           backend=f"keras {keras.__version__} / jax {jax.__version__}", t_start=t_start)
 
 

@@ -34,12 +34,32 @@ def add_run_arguments(parser):
     return parser
 
 
+#: Flags that may change between the calls of one resumed run (they steer the run, not the experiment).
+RUN_CONTROL = ('iterations', 'checkpoint_dir', 'checkpoint_every', 'max_seconds', 'out', 'timing_reps')
+
+
 def check_run_arguments(parser, args):
-    """``parser.error`` for a time limit without a checkpoint folder or a checkpoint interval below 1."""
+    """``parser.error`` for a time limit without a checkpoint folder or a checkpoint interval below 1. With a
+    checkpoint folder, the experiment's other flags are stored there (``run_config.json``) by the first call, and
+    a later call that asks for another experiment is refused: the checkpoint holds no hyperparameters, so it
+    would otherwise continue the old run under the new settings."""
     if args.max_seconds is not None and not args.checkpoint_dir:
         parser.error('--max-seconds needs --checkpoint-dir (the progress is kept there)')
     if args.checkpoint_every < 1:
         parser.error(f'--checkpoint-every must be >= 1, got {args.checkpoint_every}')
+    if args.checkpoint_dir:
+        config = {k: v for k, v in sorted(vars(args).items()) if k not in RUN_CONTROL}
+        path = Path(args.checkpoint_dir).expanduser() / 'run_config.json'
+        if path.exists():
+            saved = json.loads(path.read_text())
+            diff = {k: (saved.get(k), config.get(k)) for k in sorted(set(saved) | set(config))
+                    if saved.get(k) != config.get(k)}
+            if diff:
+                parser.error(f'{args.checkpoint_dir} holds a run with other settings (checkpoint, arguments): '
+                             f'{diff}; use another --checkpoint-dir or the same arguments')
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(config, indent=1))
     return args
 
 
@@ -66,7 +86,8 @@ def train_resumable(attack, iterations, *, log_frequency, checkpoint_every=250, 
               'again to continue', flush=True)
         sys.exit(STOPPED)
     if not steps:
-        print(f'nothing left to train: the attack is at iteration {attack.iteration} of {iterations}')
+        print(f'iteration {attack.iteration} of {iterations}: '
+              + ('nothing left to train' if not first else 'one step trained here, no steady-state timing'))
         return None
     step_s = elapsed / steps
     print(f'first step (incl. tracing): {first:.2f} s; then {1 / step_s:.3f} steps/s '

@@ -577,12 +577,32 @@ def test_checkpoint_resume_continues_the_same_run(tmp_path, optimizer):
     first(3)  # moves on after saving: the checkpoint must not follow
 
     resumed, bad2 = _setup(honest=2, optimizer=optimizer, run_eagerly=False, seed=5)  # other init and order
-    assert resumed.restore(tmp_path / "ckpt") == {"history": [1, 2]} and resumed.iteration == 2
+    extra = resumed.restore(tmp_path / "ckpt")
+    assert list(extra) == ["history"] and extra["history"].tolist() == [1, 2] and resumed.iteration == 2
     rest = resumed(2)
     assert resumed.iteration == 4
     np.testing.assert_allclose(rest[0], losses[0][-4:], rtol=1e-6)
     for got, want in zip(_state(resumed, bad2), expected):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_a_save_cut_short_leaves_the_previous_one(tmp_path, monkeypatch):
+    srv, _ = _setup(honest=1)
+    srv(1)
+    srv.save(tmp_path / "ckpt")
+    srv(1)
+
+    def killed(*args):
+        raise KeyboardInterrupt("killed while switching to the new save")
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        srv.save(tmp_path / "ckpt")
+    monkeypatch.undo()
+    again, _ = _setup(honest=1)
+    again.restore(tmp_path / "ckpt")
+    assert again.iteration == 1
+    srv.save(tmp_path / "ckpt")  # the next save cleans up the orphaned files
+    assert len([f for f in (tmp_path / "ckpt").glob("ckpt-*.index")]) == 1
 
 
 def test_restore_rejects_missing_and_mismatched_checkpoints(tmp_path):
@@ -628,7 +648,7 @@ def test_benchmark_stops_and_resumes_the_same_run(tmp_path, capsys):
     assert sorted(straight["step_costs_s"]) == sorted(f"{k} {w}" for k in ("honest", "generator", "poison")
                                                       for w in ("step", "bare"))
     assert min(straight["step_costs_s"].values()) > 0
-    ckpt = ["--checkpoint", str(tmp_path / "ckpt" / "state")]
+    ckpt = ["--checkpoint", str(tmp_path / "ckpt")]
     first, rc1 = run("resumed", *ckpt, "--max-seconds", "0")
     assert rc1 == 3 and first["iterations_done"] == 1 and not first["complete"]
     second, rc2 = run("resumed", *ckpt)
@@ -637,7 +657,7 @@ def test_benchmark_stops_and_resumes_the_same_run(tmp_path, capsys):
     for a, b in zip(second["history"], straight["history"]):
         assert a["histogram"] == b["histogram"] and a["target_rate"] == b["target_rate"]
     assert (tmp_path / "resumed" / "samples_target1.png").stat().st_size > 1000
-    with pytest.raises(ValueError, match="target_class"):  # the server's own settings differ
+    with pytest.raises(SystemExit, match="target_class"):  # the server's own settings differ
         run("other", *ckpt, "--target", "2")
     with pytest.raises(SystemExit, match="arguments ask for"):  # the benchmark's differ
         run("other", *ckpt, "--eval-samples", "30")

@@ -45,6 +45,10 @@ def test_benchmark_stops_resumes_and_reports(tmp_path, capsys, script, name, ext
     assert summary['acceptance'][1]['value'] is None  # not reached: no verdict
     for png in (f'{name}_log.png', f'{name}_reconstructions.png'):
         assert (tmp_path / 'out' / png).stat().st_size > 1000
+    # the checkpoint holds no hyperparameters: continuing it with other settings is refused
+    with pytest.raises(SystemExit):
+        bench['main'](['--iterations', '5'] + common + ['--seed', '3'])
+    assert 'holds a run with other settings' in capsys.readouterr().err
 
 
 def test_max_seconds_needs_a_checkpointed_attack():
