@@ -150,7 +150,7 @@ def run_experiment(args, *, runner, attacker, judge, save, resumed, device, back
     reduced = "" if done >= 5000 else f" (REDUCED BUDGET: {done} of 5,000 iterations)"
     ips = final["it_per_s"]
     print(f"final: target-class rate {final['target_rate']:.3f} over {args.eval_samples} samples "
-          f"after {final['iteration']} iterations{reduced}; "
+          f"after {done} iterations{reduced}; "
           + (f"{ips:.2f} it/s overall" if ips else "no training in this call")
           + (f", {steady_ips:.2f} it/s after compilation" if steady_ips else "")
           + f" on {device}; grid saved to {grid}", flush=True)

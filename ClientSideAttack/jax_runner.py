@@ -95,6 +95,7 @@ import keras
 import numpy as np
 
 from splitnn.data import buffered_shuffle  # noqa: F401 (re-exported)
+from splitnn.utils import config_differences
 
 from . import archs
 from .dataset import SHUFFLE_BUFFER, load_mnist_arrays, preprocess  # noqa: F401 (preprocess: re-exported)
@@ -676,7 +677,7 @@ class ClientSideAttackJax:
             data = {k: z[k] for k in z.files}
         cfg = json.loads(str(data["config"]))
         mine = self.config()
-        diff = {k: (cfg.get(k), v) for k, v in mine.items() if k != "seed" and cfg.get(k) != v}
+        diff = config_differences(cfg, mine, ignore=("seed",))
         if diff:
             raise ValueError(f"checkpoint {path} was written with a different configuration "
                              f"(checkpoint, runner): {diff}")

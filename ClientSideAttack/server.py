@@ -69,7 +69,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from splitnn.utils import seed_generator_states
+from splitnn.utils import config_differences, seed_generator_states
 
 from . import archs
 from .clients import BadClient, Client
@@ -195,7 +195,6 @@ class Server:
         self._build_optimizers()
         self._steps = {}
         self.iteration = 0
-        self._iteration_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
 
     # -- construction -------------------------------------------------------------------------
     def _validate_shapes(self):
@@ -355,8 +354,7 @@ class Server:
                               for c in self.clients if isinstance(c, BadClient)]}
 
     def _checkpoint(self):
-        items = {"server": self.s, "server_seeds": seed_generator_states(self.s), "iteration": self._iteration_var,
-                 "data": self._data}
+        items = {"server": self.s, "server_seeds": seed_generator_states(self.s), "data": self._data}
         seen = {id(self.s)}
         for i, c in enumerate(self.clients):
             for role, model in c.models().items():
@@ -377,7 +375,6 @@ class Server:
         older saves. A save cut short (a killed process) leaves the previous one in use. Returns the save's name."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self._iteration_var.assign(self.iteration)
         name = f"ckpt-{self.iteration}-{os.getpid()}-{time.time_ns()}"  # unique: never overwrites the live save
         self._checkpoint().write(str(directory / name))
         meta = {"iteration": self.iteration, "config": self.config()}
@@ -408,13 +405,12 @@ class Server:
                                     f"{directory / 'latest'}, written by Server.save)")
         name = (directory / "latest").read_text().strip()
         meta = json.loads((directory / f"{name}.json").read_text())
-        mine = self.config()
-        diff = {k: (meta["config"].get(k), v) for k, v in mine.items() if meta["config"].get(k) != v}
+        diff = config_differences(meta["config"], self.config())
         if diff:
             raise ValueError(f"checkpoint {directory / name} was written by a differently configured server "
                              f"(checkpoint, this server): {diff}")
         self._checkpoint().read(str(directory / name)).assert_existing_objects_matched()
-        self.iteration = int(self._iteration_var.numpy())
+        self.iteration = int(meta["iteration"])  # written with the state, in the same save
         extra_path = directory / f"{name}.extra.npz"
         if not extra_path.exists():
             return {}

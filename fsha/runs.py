@@ -14,6 +14,7 @@ from pathlib import Path
 
 from splitnn.notebook import machine
 from splitnn.timing import timed_resumable_run
+from splitnn.utils import config_differences
 
 from . import datasets, reference
 
@@ -52,8 +53,7 @@ def check_run_arguments(parser, args):
         path = Path(args.checkpoint_dir).expanduser() / 'run_config.json'
         if path.exists():
             saved = json.loads(path.read_text())
-            diff = {k: (saved.get(k), config.get(k)) for k in sorted(set(saved) | set(config))
-                    if saved.get(k) != config.get(k)}
+            diff = config_differences(saved, config)
             if diff:
                 parser.error(f'{args.checkpoint_dir} holds a run with other settings (checkpoint, arguments): '
                              f'{diff}; use another --checkpoint-dir or the same arguments')

@@ -63,3 +63,10 @@ def seed_generator_states(model) -> list:
     from such a checkpoint would draw other Dropout masks than the uninterrupted run; checkpoints add this list.
     """
     return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+
+
+def config_differences(saved: dict, current: dict, ignore=()) -> dict:
+    """``{key: (saved value, current value)}`` for every key whose values differ (a key missing on one side counts
+    as None there), keys in ``ignore`` left out: what a checkpoint's stored settings and a resumed run disagree on."""
+    return {k: (saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current))
+            if k not in ignore and saved.get(k) != current.get(k)}
