@@ -1,5 +1,5 @@
 # `make demo`: create .venv, install everything, run the MNIST attack demo (figures in results/demo).
-# `make test`: the test suite (the command CI runs).
+# `make test`: the test suite (the command CI runs), in 2 worker processes.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -19,8 +19,11 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/python demo.py $(DEMO_ARGS)
 
+# Two pytest-xdist workers (CI has 2 cores; tests/conftest.py gives each its share of them); TEST_WORKERS=0 runs
+# everything in one process.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # Execute every notebook in place (SPLITNN_MODE=full on a GPU machine for the papers' budgets).
 notebooks: setup

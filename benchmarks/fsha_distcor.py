@@ -56,8 +56,7 @@ def parse_args(argv=None):
                    help="'notebook' (as the stored curve) or 'final' (released default; no stored curve)")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--jit', action='store_true', help='XLA-compile the training step')
-    p.add_argument('--log-frequency', type=int, default=None,
-                   help='validation window (default: 500 from 1,000 iterations on, else iterations // 4)')
+    p.add_argument('--log-frequency', type=int, default=500, help='validation window (running mean), in steps')
     p.add_argument('--heldout', type=int, default=1000, help='first N training images, never given to f')
     p.add_argument('--timing-reps', type=int, default=20, help='rounds of the dCor / client-step timing')
     runs.add_run_arguments(p)
@@ -65,8 +64,6 @@ def parse_args(argv=None):
     runs.check_run_arguments(p, args)
     if args.iterations < 1:
         p.error(f'--iterations must be >= 1, got {args.iterations}')
-    if args.log_frequency is None:
-        args.log_frequency = 500 if args.iterations >= 1000 else max(1, args.iterations // 4)
     if args.log_frequency < 1:
         p.error(f'--log-frequency must be >= 1, got {args.log_frequency}')
     if not 0 < args.heldout < 60_000 or args.heldout < args.batch:

@@ -110,3 +110,30 @@ def test_first_max_pool_gradient_goes_to_top_left_on_ties():
         tape.watch(xn)
         yn = tf.nn.max_pool2d(xn, 2, 2, "VALID")
     np.testing.assert_array_equal(tape.gradient(yn, xn).numpy()[0, :, :, 0], g)
+
+
+def test_clone_accuracies_by_hand_and_without_the_sampler_metrics():
+    """Both clone metrics equal their definitions (real client bottom + clone top; clone bottom + server top);
+    ``sampler_metrics=False`` leaves the full-set values and the rng stream unchanged."""
+    from unsplit_tf.training import clone_accuracies
+    from unsplit_tf.util import repo_sampler_indices
+
+    client, server, clone = (build_model("mnist", seed=s) for s in (1, 2, 3))
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(size=(60, 28, 28, 1)).astype("float32"), rng.integers(0, 10, 60)
+    d = 2
+    literal = np.argmax(clone(client(x, end=d), start=d + 1).numpy(), 1)
+    intended = np.argmax(server(clone(x, end=d), start=d + 1).numpy(), 1)
+    idx = repo_sampler_indices(60, 20, np.random.default_rng(5))
+    full = clone_accuracies(client, server, clone, x, y, d, np.random.default_rng(5), count=20)
+    assert full.repo_literal_full == pytest.approx(100 * np.mean(literal == y))
+    assert full.intended_full == pytest.approx(100 * np.mean(intended == y))
+    assert full.intended_repo == pytest.approx(100 * np.mean(intended[idx] == y[idx]))
+    assert full.repo_count == len(idx) and full.n_test == 60
+    rng_a = np.random.default_rng(5)
+    lean = clone_accuracies(client, server, clone, x, y, d, rng_a, count=20, sampler_metrics=False)
+    assert np.isnan(lean.repo_literal_repo) and np.isnan(lean.intended_repo)
+    assert (lean.repo_literal_full, lean.intended_full) == (full.repo_literal_full, full.intended_full)
+    rng_b = np.random.default_rng(5)
+    repo_sampler_indices(60, 20, rng_b)
+    assert rng_a.integers(1 << 30) == rng_b.integers(1 << 30)

@@ -134,7 +134,8 @@ def run_depth_sweep(dataset: str, depths=None, *, epochs: int = 10, main_iters: 
         r = DepthResult(name, depth, epoch, inv.mse, inv.x_eval, seconds=time.perf_counter() - t)
         if trained:
             eval_clone = inv.clone_copy(len(targets) - 1) if batched else clone
-            acc = clone_accuracies(client, server, eval_clone, data.x_test, data.y_test, depth, rng)
+            acc = clone_accuracies(client, server, eval_clone, data.x_test, data.y_test, depth, rng,
+                                   sampler_metrics=False)  # Table 2 reports the full-set metrics only
             r.clone_intended_full, r.clone_repo_literal_full = acc.intended_full, acc.repo_literal_full
             key = (id(client), id(server), epoch)  # with shared training every depth sees the same network
             if key not in target_acc:

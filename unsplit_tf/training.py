@@ -137,8 +137,11 @@ class CloneAccuracy:
 
 
 def clone_accuracies(client: SplitNet, server: SplitNet, clone: SplitNet, x_test, y_test, split_depth: int,
-                     rng=None, count: int = 2000) -> CloneAccuracy:
-    """Both clone metrics on the repo sampler (same draws for both) and on the full test set."""
+                     rng=None, count: int = 2000, sampler_metrics: bool = True) -> CloneAccuracy:
+    """Both clone metrics on the repo sampler (same draws for both) and on the full test set.
+
+    ``sampler_metrics=False`` skips the two repo-sampler evaluations (``*_repo`` are NaN), for callers that report
+    the full-set metrics only; the sampler's indices are still drawn, so ``rng`` advances as it otherwise would."""
     from unsplit_tf.util import accuracy, repo_sampler_indices
 
     y_test = np.asarray(y_test).reshape(-1)
@@ -149,8 +152,10 @@ def clone_accuracies(client: SplitNet, server: SplitNet, clone: SplitNet, x_test
 
     def intended(xb):
         return server(clone(tf.cast(xb, clone.dtype), end=split_depth), start=split_depth + 1)
-    return CloneAccuracy(accuracy(literal, x_test, y_test, idx), accuracy(literal, x_test, y_test),
-                         accuracy(intended, x_test, y_test, idx), accuracy(intended, x_test, y_test),
+    def on_sampler(predict):
+        return accuracy(predict, x_test, y_test, idx) if sampler_metrics else float("nan")
+    return CloneAccuracy(on_sampler(literal), accuracy(literal, x_test, y_test),
+                         on_sampler(intended), accuracy(intended, x_test, y_test),
                          int(len(idx)), int(len(y_test)))
 
 
