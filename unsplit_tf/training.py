@@ -152,6 +152,7 @@ def clone_accuracies(client: SplitNet, server: SplitNet, clone: SplitNet, x_test
 
     def intended(xb):
         return server(clone(tf.cast(xb, clone.dtype), end=split_depth), start=split_depth + 1)
+
     def on_sampler(predict):
         return accuracy(predict, x_test, y_test, idx) if sampler_metrics else float("nan")
     return CloneAccuracy(on_sampler(literal), accuracy(literal, x_test, y_test),
