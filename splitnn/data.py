@@ -251,6 +251,14 @@ def _omniglot_offline(root: Path, small: bool) -> RawData:
                    description=f"Omniglot {what} (train / test), 105x105 grayscale")
 
 
+def _download_failed(name: str, source: str, err: Exception) -> MissingDataError:
+    folder, files = MIRROR[name]
+    names = ", ".join(f.name for f in files)
+    return MissingDataError(
+        f"Could not download {name!r} through {source}: {err}\nWithout network access, set {DATA_DIR_ENV} to an "
+        f"offline mirror: a folder whose {folder}/ holds the original archives {names}.")
+
+
 def _online(name: str) -> RawData:
     if name == "omniglot":
         import tensorflow_datasets as tfds
@@ -258,14 +266,20 @@ def _online(name: str) -> RawData:
         def split(s):
             ds = tfds.as_numpy(tfds.load("omniglot", split=s, batch_size=-1))
             return ds["image"][..., 0], ds["label"].astype(np.int32)
-        (xtr, ytr), (xte, yte) = split("train"), split("test")
+        try:
+            (xtr, ytr), (xte, yte) = split("train"), split("test")
+        except Exception as err:  # TFDS raises several types for a failed download
+            raise _download_failed(name, "tensorflow-datasets", err) from err
         return RawData(name, xtr, ytr, xte, yte, source="tensorflow-datasets",
                        description="Omniglot (TFDS train / test)")
     import keras
 
     module = {"mnist": keras.datasets.mnist, "fashion_mnist": keras.datasets.fashion_mnist,
               "cifar10": keras.datasets.cifar10}[name]
-    (xtr, ytr), (xte, yte) = module.load_data()
+    try:
+        (xtr, ytr), (xte, yte) = module.load_data()
+    except Exception as err:  # keras.utils.get_file raises a bare Exception("URL fetch failure on ...")
+        raise _download_failed(name, "keras.datasets", err) from err
     return RawData(name, xtr, ytr.reshape(-1).astype(np.uint8), xte, yte.reshape(-1).astype(np.uint8),
                    source="keras.datasets", description=f"{name} (keras.datasets)")
 

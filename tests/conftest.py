@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -13,3 +14,9 @@ if _workers > 1:
         os.environ.setdefault(_var, _share)
     if _share == "1":
         os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    # dcor compiles its numba kernels with cache=True, into one cache beside its sources. Two workers that compile
+    # into it at once race: a worker that loads the other's half-written entry aborts ("LLVM ERROR: Symbol not
+    # found"), and in a fresh venv that killed every worker at collection. Each worker gets a cache of its own.
+    _numba_base = os.environ.get("NUMBA_CACHE_DIR") or str(Path(__file__).resolve().parent.parent / ".pytest_cache"
+                                                           / "numba")
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(_numba_base, os.environ.get("PYTEST_XDIST_WORKER", "gw"))

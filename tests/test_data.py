@@ -94,3 +94,19 @@ def test_omniglot_small_subsets_offline():
     raw = data.load_raw("omniglot", omniglot_small=True)
     assert raw.partial and raw.x_train.shape[1:] == (105, 105)
     assert raw.x_train.dtype == np.uint8 and set(np.unique(raw.x_train[0])) <= {0, 255}
+
+
+def test_failed_download_names_the_mirror_it_needs(monkeypatch):
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3] "
+                        "Temporary failure in name resolution")
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
+    data._load_cached.cache_clear()  # a download made earlier in this process would be served from the cache
+    with pytest.raises(data.MissingDataError) as err:
+        data.load_raw("f_mnist")
+    msg = str(err.value)
+    assert "keras.datasets" in msg and "name resolution" in msg and data.DATA_DIR_ENV in msg
+    assert "fashion-mnist/" in msg and all(name in msg for name in data._IDX_NAMES)

@@ -12,9 +12,9 @@ from unsplit_tf.util import first_index_per_class
 
 def have(name):
     try:
-        sdata.load_unsplit(name)
+        sdata.load_unsplit(name)  # the mirror, or a download (a failed one is a MissingDataError)
         return True
-    except (sdata.MissingDataError, OSError):
+    except OSError:
         return False
 
 
