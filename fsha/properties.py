@@ -84,7 +84,8 @@ def load_celeba_property(attribute, image_size=32, splits=('train', 'test')):
 
     With ``SPLITNN_DATA_DIR`` set, reads the prepared TFDS dataset from ``$SPLITNN_DATA_DIR/celeba`` and never
     downloads; a missing dataset raises :class:`splitnn.data.MissingDataError` naming the folder expected.
-    Without it, TFDS downloads and prepares CelebA in its default data_dir (about 1.4 GB).
+    Without it, TFDS downloads and prepares CelebA in its default data_dir (about 1.4 GB); a failed download
+    raises :class:`~splitnn.data.MissingDataError` with TFDS's error and the mirror layout that would replace it.
     Images: central square crop, resized to ``image_size`` (our choice; the paper's CelebA pipeline was not
     released).
     """
@@ -103,7 +104,16 @@ def load_celeba_property(attribute, image_size=32, splits=('train', 'test')):
     except Exception as err:  # e.g. protobuf conflicts; see the shared data README
         raise ImportError(f'load_celeba_property needs tensorflow-datasets, which failed to import: {err}') from err
     kwargs = {'data_dir': str(data_dir), 'download': False} if data_dir is not None else {}
-    streams = tfds.load(CELEBA_TFDS_NAME, split=list(splits), shuffle_files=False, **kwargs)
+    try:
+        streams = tfds.load(CELEBA_TFDS_NAME, split=list(splits), shuffle_files=False, **kwargs)
+    except Exception as err:  # a failed download (no network, Google Drive quota) comes in several types
+        if data_dir is not None:
+            raise
+        raise MissingDataError(
+            f'Could not download CelebA through tensorflow-datasets: {err}\nWithout network access, set '
+            f'{DATA_DIR_ENV} to an offline mirror whose celeba/{CELEBA_TFDS_NAME}/<version>/ holds the prepared '
+            f'TFDS dataset (`tfds build celeb_a --data_dir <mirror>/celeba` on a machine with network access).'
+        ) from err
     return tuple(celeba_property_stream(ds, attribute, image_size).shuffle(SHUFFLE_BUFFER) for ds in streams)
 
 

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from available_data import needs
 
 from ClientSideAttack import (FAKE_CLASS, GENERATOR, HONEST, JUDGE_VERSION, POISON, BadClient, Client,
                               Judge, Server, archs, build_attack, scale_down, scale_up)
@@ -79,12 +80,7 @@ def float64():
         keras.config.set_dtype_policy(old_policy)
 
 
-def _have_mnist():
-    d = os.environ.get("SPLITNN_DATA_DIR")
-    return bool(d) and os.path.exists(os.path.join(d, "mnist"))
-
-
-needs_mnist = pytest.mark.skipif(not _have_mnist(), reason="offline MNIST (SPLITNN_DATA_DIR) not available")
+needs_mnist = needs("mnist")
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from available_data import unavailable
 from jaxrun import REPO, run_keras_jax
 
 from ClientSideAttack import archs
@@ -49,11 +50,6 @@ def fixed_dropout(inputs, rate, noise_shape=None, seed=None):
     scale = _np.float32(1.0 / (1.0 - rate))
     return _keras.ops.where(keep, inputs * scale, _keras.ops.zeros_like(inputs))
 '''
-
-
-def _have_mnist():
-    d = os.environ.get("SPLITNN_DATA_DIR")
-    return bool(d) and os.path.exists(os.path.join(d, "mnist"))
 
 
 def _inputs():
@@ -464,7 +460,7 @@ def test_jax_path_without_tensorflow(tmp_path):
     jm.save_weights(tmp_path / "judge" / f"mnist_judge_{tf_judge.JUDGE_VERSION}.weights.h5")
     (tmp_path / "judge" / f"mnist_judge_{tf_judge.JUDGE_VERSION}.json").write_text(
         json.dumps({"version": tf_judge.JUDGE_VERSION, "test_accuracy": 0.0}))
-    run_bench = _have_mnist()
+    run_bench = unavailable("mnist") is None
     code = f"REPO = {str(REPO)!r}\n" + CHILD_NO_TF
     if run_bench:
         code = "import os\nos.environ['RUN_BENCH'] = '1'\n" + code

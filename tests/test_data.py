@@ -1,10 +1,12 @@
 """Dataset loaders: shapes, dtypes, ranges, known labels, the mangled split and the errors."""
 import numpy as np
 import pytest
+from available_data import needs
 
 from splitnn import data
 
 
+@needs("mnist")
 def test_mnist_raw():
     raw = data.load_raw("mnist")
     assert raw.x_train.shape == (60000, 28, 28) and raw.x_test.shape == (10000, 28, 28)
@@ -16,6 +18,7 @@ def test_mnist_raw():
     assert not raw.partial
 
 
+@needs("fashion_mnist")
 def test_fashion_mnist_raw():
     raw = data.load_raw("f_mnist")
     assert raw.name == "fashion_mnist"
@@ -25,6 +28,8 @@ def test_fashion_mnist_raw():
     assert np.bincount(raw.y_test).tolist() == [1000] * 10
 
 
+@needs("mnist")
+@needs("fashion_mnist")
 def test_unsplit_view_is_tensor_like():
     ds = data.load_unsplit("mnist")
     assert ds.x_train.shape == (60000, 28, 28, 1) and ds.x_train.dtype == np.float32
@@ -111,3 +116,15 @@ def test_failed_download_names_the_mirror_it_needs(monkeypatch):
     msg = str(err.value)
     assert "keras.datasets" in msg and "name resolution" in msg and data.DATA_DIR_ENV in msg
     assert "fashion-mnist/" in msg and all(name in msg for name in data._IDX_NAMES)
+
+
+def test_tests_skip_only_for_an_absent_dataset_never_for_a_broken_mirror(tmp_path, monkeypatch):
+    """The test suite's own policy (tests/available_data.py): no folder -> skip, an incomplete one -> error."""
+    import available_data
+
+    (tmp_path / "mnist").mkdir()
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    check = available_data.unavailable.__wrapped__  # past its per-process cache
+    assert check("fashion_mnist") == f"fashion_mnist: the offline mirror {tmp_path} has no fashion-mnist/"
+    with pytest.raises(data.MissingDataError, match="train-images-idx3-ubyte.gz"):
+        check("mnist")

@@ -5,6 +5,7 @@ import types
 import keras
 import numpy as np
 import pytest
+from available_data import unavailable
 
 from defenses import distance_correlation
 from defenses.nopeek import (NoPeekSplitModel, TradeoffResult, check_split_compatible,
@@ -15,10 +16,9 @@ from defenses.nopeek import (NoPeekSplitModel, TradeoffResult, check_split_compa
 @pytest.fixture(scope="module")
 def mnist_small():
     from splitnn.data import load_unsplit
-    try:
-        data = load_unsplit("mnist")
-    except Exception as err:  # noqa: BLE001 - no data, no test
-        pytest.skip(f"MNIST not available: {err}")
+    if unavailable("mnist"):
+        pytest.skip(unavailable("mnist"))
+    data = load_unsplit("mnist")
     return (data.x_train[:512], data.y_train[:512], data.x_test[:256], data.y_test[:256])
 
 

@@ -3,22 +3,20 @@ step: D sees 4x4 features):
 a run stopped by ``--max-seconds`` exits with status 3 and keeps its progress in ``--checkpoint-dir``; the same
 command then continues it to the total ``--iterations`` and writes the summary and figures to ``--out``.
 
-Needs the MNIST mirror (``SPLITNN_DATA_DIR``); about 40 s per benchmark on two CPU cores."""
+Needs MNIST (the offline mirror or a download); about 40 s per benchmark on two CPU cores."""
 import json
-import os
 import runpy
 from pathlib import Path
 
 import pytest
+from available_data import needs
 
 from fsha import runs
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(not os.environ.get('SPLITNN_DATA_DIR'),
-                                reason='needs the offline MNIST mirror (SPLITNN_DATA_DIR)')
 
-
+@needs('mnist')
 @pytest.mark.parametrize('script, name, extra', [
     ('fsha_mnist.py', 'fsha_mnist', ['--architecture', 'notebook', '--seed', '0']),
     ('fsha_distcor.py', 'fsha_distcor', []),

@@ -2,11 +2,13 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from available_data import needs
 
 from fsha import datasets
 from splitnn import data
 
 
+@needs("mnist")
 def test_preprocess_matches_the_original_order_of_operations():
     raw = data.load_raw("mnist")
     x = datasets.preprocess(raw.x_train[:4])
@@ -26,6 +28,7 @@ def test_numpy_resize_equals_tf_image_resize(size):
     np.testing.assert_array_equal(datasets.resize_bilinear(x, size), tf.image.resize(x, size).numpy())
 
 
+@needs("mnist")
 def test_load_mnist_streams():
     xpriv, xpub = datasets.load_mnist()
     assert int(xpriv.cardinality()) == 60000 and int(xpub.cardinality()) == 10000
@@ -36,6 +39,7 @@ def test_load_mnist_streams():
     assert imgs.shape == (5, 32, 32, 3) and -1.0 <= imgs.min() and imgs.max() <= 1.0
 
 
+@needs("mnist")
 def test_mangled_mnist_counts():
     xpriv, xpub, xremoved, xother = datasets.load_mnist_mangled(0)
     assert int(xpriv.cardinality()) == 60000

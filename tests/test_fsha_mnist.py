@@ -4,6 +4,7 @@ The reference configuration (level 4, 10,000 steps) needs an accelerator; see be
 """
 import numpy as np
 import pytest
+from available_data import needs
 
 from fsha import architectures, datasets, properties
 from fsha.experiments import mangled_experiment
@@ -15,6 +16,8 @@ from splitnn.utils import set_seed
 # Faster than the reference rates (1e-5 / 1e-5 / 1e-4) so that a few hundred steps suffice; same losses and GP.
 HP = {'WGAN': True, 'gradient_penalty': 500.0, 'lr_f': 3e-4, 'lr_tilde': 1e-3, 'lr_D': 1e-3}
 HELD_OUT = 512
+
+pytestmark = needs('mnist')
 
 
 def seeded_networks(seed=0):

@@ -117,3 +117,16 @@ def test_celeba_missing_data_is_reported(tmp_path, monkeypatch):
         properties.load_celeba_property('Smiling')
     message = str(err.value)
     assert str(tmp_path / 'celeba' / 'celeb_a') in message and 'never downloads' in message
+
+
+def test_celeba_failed_download_names_the_mirror(monkeypatch):
+    tfds = pytest.importorskip('tensorflow_datasets')
+    monkeypatch.delenv('SPLITNN_DATA_DIR', raising=False)
+
+    def offline(*args, **kwargs):
+        raise ConnectionError('Failed to connect to drive.google.com')
+    monkeypatch.setattr(tfds, 'load', offline)
+    with pytest.raises(MissingDataError) as err:
+        properties.load_celeba_property('Smiling')
+    message = str(err.value)
+    assert 'drive.google.com' in message and 'SPLITNN_DATA_DIR' in message and 'celeba/celeb_a/' in message

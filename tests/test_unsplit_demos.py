@@ -4,21 +4,13 @@ import hashlib
 
 import numpy as np
 import pytest
+from available_data import needs
 
 from splitnn import data as sdata
 from unsplit_tf import label_inference_demo, model_inversion_demo
 from unsplit_tf.util import first_index_per_class
 
-
-def have(name):
-    try:
-        sdata.load_unsplit(name)  # the mirror, or a download (a failed one is a MissingDataError)
-        return True
-    except OSError:
-        return False
-
-
-needs_mnist = pytest.mark.skipif(not have("mnist"), reason="MNIST data not available")
+needs_mnist = needs("mnist")
 
 
 @pytest.mark.parametrize("argv,msg", [
