@@ -109,8 +109,9 @@ def load_celeba_property(attribute, image_size=32, splits=('train', 'test')):
     except Exception as err:  # a failed download (no network, Google Drive quota) comes in several types
         if data_dir is not None:
             raise
+        # Not necessarily a download (e.g. a misspelt split), so the message quotes TFDS and says "if".
         raise MissingDataError(
-            f'Could not download CelebA through tensorflow-datasets: {err}\nWithout network access, set '
+            f'tensorflow-datasets could not load CelebA: {err}\nIf the download failed (no network), set '
             f'{DATA_DIR_ENV} to an offline mirror whose celeba/{CELEBA_TFDS_NAME}/<version>/ holds the prepared '
             f'TFDS dataset (`tfds build celeb_a --data_dir <mirror>/celeba` on a machine with network access).'
         ) from err

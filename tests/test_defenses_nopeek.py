@@ -16,8 +16,9 @@ from defenses.nopeek import (NoPeekSplitModel, TradeoffResult, check_split_compa
 @pytest.fixture(scope="module")
 def mnist_small():
     from splitnn.data import load_unsplit
-    if unavailable("mnist"):
-        pytest.skip(unavailable("mnist"))
+    reason = unavailable("mnist")
+    if reason:
+        pytest.skip(reason)
     data = load_unsplit("mnist")
     return (data.x_train[:512], data.y_train[:512], data.x_test[:256], data.y_test[:256])
 
