@@ -6,6 +6,7 @@ job is a few lines of Python that writes what a benchmark writes and exits the w
 """
 import importlib.util
 import json
+import os
 import sys
 import tarfile
 import textwrap
@@ -16,14 +17,27 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def acceptance(monkeypatch):
+def load_driver(monkeypatch):
     # a script, not a package module: loaded by path (and registered, as its dataclass needs)
     spec = importlib.util.spec_from_file_location("acceptance", REPO / "benchmarks" / "device" / "acceptance.py")
     mod = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "acceptance", mod)
     spec.loader.exec_module(mod)
     return mod
+
+
+@pytest.fixture
+def acceptance(monkeypatch):
+    mod = load_driver(monkeypatch)
+    # The environment probe imports JAX and Keras in a child process: seconds on a busy CPU, which would come out
+    # of these tests' 22-s budgets before any job starts. It has a test of its own (below).
+    monkeypatch.setattr(mod, "environment_line", lambda env: "keras (stub) on jax, devices [stub]")
+    return mod
+
+
+def test_environment_line_names_keras_jax_and_the_devices(monkeypatch):
+    line = load_driver(monkeypatch).environment_line(dict(os.environ, KERAS_BACKEND="jax"))
+    assert line.startswith("keras 3.") and " on jax, jax " in line and "devices [" in line, line
 
 
 def script(code):
