@@ -107,7 +107,7 @@ def main(argv=None):
 
     first, steps, elapsed, stopped = timed_resumable_run(
         run, max(0, args.iterations - attack.iteration), args.checkpoint_every, args.max_seconds,
-        sync=lambda: jax.block_until_ready(attack.state))
+        sync=lambda: jax.block_until_ready(attack.state), start=attack.iteration)
     if stopped:
         print(f'stopped at iteration {attack.iteration} after {args.max_seconds:.0f} s; checkpoint '
               f'{args.checkpoint} saved: run the same command again to continue', flush=True)

@@ -314,6 +314,7 @@ class FSHAJax:
             self._data = (jnp.asarray(self.xpriv), jnp.asarray(self.xpub))
         base_key = jax.random.PRNGKey(self.seed)
         LOG, pending = [], []  # pending: device rows not yet added to the running sums
+        saved_at = None
         col = self.VALIDATION_COLUMN
         for i in range(iterations):
             step = self.iteration
@@ -338,8 +339,9 @@ class FSHAJax:
             if checkpoint and checkpoint_every and self.iteration % checkpoint_every == 0:
                 pending = self._flush(pending, log_frequency)
                 self.save(checkpoint)
+                saved_at = self.iteration
         self._flush(pending, log_frequency)
-        if checkpoint:
+        if checkpoint and saved_at != self.iteration:  # not twice when the last step was a checkpoint step
             self.save(checkpoint)
         return np.asarray(LOG).reshape(-1, len(self.LOG_COLUMNS))
 

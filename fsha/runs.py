@@ -79,7 +79,7 @@ def train_resumable(attack, iterations, *, log_frequency, checkpoint_every=250, 
         sys.stdout.flush()
 
     first, steps, elapsed, stopped = timed_resumable_run(run, max(0, iterations - attack.iteration),
-                                                         checkpoint_every, max_seconds)
+                                                         checkpoint_every, max_seconds, start=attack.iteration)
     if stopped:
         print(f'stopped at iteration {attack.iteration} of {iterations} after {first + elapsed:.0f} s '
               f'({elapsed / max(steps, 1):.3f} s/step); checkpoint in {checkpoint_dir}: run the same command '

@@ -10,6 +10,7 @@ import os
 import sys
 import tarfile
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,28 @@ def test_run_chunked_stops_at_the_time_limit():
     assert run_chunked(calls.append, 0, 4, max_seconds=1.0) == 0 and calls == []
     with pytest.raises(ValueError, match="chunk must be >= 1"):
         run_chunked(calls.append, 3, 0)
+    with pytest.raises(ValueError, match="first_chunk must be >= 1"):
+        run_chunked(calls.append, 3, 2, first_chunk=0)
+
+
+def test_run_chunked_shortens_the_last_chunk_to_the_time_left(monkeypatch):
+    """After the first chunk, a chunk holds only the steps that fit at the mean step time so far: a 10-s
+    limit at 1 s per step stops after step 10, not at the end of the chunk it falls in."""
+    from splitnn import timing
+
+    clock = [0.0]
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    calls = []
+
+    def run(n):
+        calls.append(n)
+        clock[0] += 1.0 * n
+
+    assert timing.run_chunked(run, 100, 4, max_seconds=10.0) == 10 and calls == [4, 4, 2]
+    calls.clear()
+    clock[0] = 0.0  # 3 s already spent (the first step, traced): 7 s left
+    assert timing.run_chunked(run, 100, 4, max_seconds=10.0, elapsed=3.0, first_chunk=1) == 7
+    assert calls == [1, 4, 2]
 
 
 def test_smoke_and_real_calls_never_share_state(acceptance, tmp_path, monkeypatch, capsys):
@@ -172,7 +195,11 @@ def test_timed_resumable_run_times_the_first_step_apart():
     assert calls == [1, 9] and (steps, stopped) == (9, False) and len(synced) == 2  # no limit: the rest at once
     calls.clear()
     first, steps, seconds, stopped = timed_resumable_run(calls.append, 10, 4, max_seconds=0.0)
-    assert calls == [1, 4] and (steps, stopped) == (4, True)  # limit spent: one chunk, then it stops
+    assert calls == [1, 3] and (steps, stopped) == (3, True)  # limit spent: one chunk (to step 4), then stop
+    calls.clear()
+    # resumed at global step 7 with checkpoints every 5: chunks end at steps 10, 15, 20, 25 and the last at 27
+    first, steps, _, stopped = timed_resumable_run(calls.append, 20, 5, max_seconds=1e9, start=7)
+    assert calls == [1, 2, 5, 5, 5, 2] and (steps, stopped) == (19, False)
     calls.clear()
     first, steps, _, stopped = timed_resumable_run(calls.append, 0, 4)
     assert (calls, first, steps, stopped) == ([], 0.0, 0, False)  # nothing left: nothing run

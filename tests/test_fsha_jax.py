@@ -160,13 +160,16 @@ TRAIN_CHILD = """
         return FSHAJax(xtr[1000:], xte, 3, 64, hp, seed=0, **architectures.small_networks())
     a = build()
     start = a.scoreAttack(xtr[:512])
-    a(150, log_frequency=50, checkpoint='ck.npz', checkpoint_every=100)
+    saves, save = [], a.save
+    a.save = lambda path: (saves.append(a.iteration), save(path))[1]
+    a(150, log_frequency=50, checkpoint='ck.npz', checkpoint_every=75)
     b = build().restore('ck.npz')
     a(100, log_frequency=50)
     b(100, log_frequency=50)
     steps, val = a.validation_history
     print('RESULT', start, a.scoreAttack(xtr[:512]), b.scoreAttack(xtr[:512]), list(steps), list(val),
           list(b.validation_history[1]))
+    print('SAVES', saves)
     # the data order of a pass: a tf.data-style shuffle buffer (output i is one of the first buffer + i inputs)
     o = FSHAJax(xtr[:200], xte[:100], 3, 10, hp, seed=0, shuffle_buffer=50, **architectures.small_networks())
     order = np.concatenate([o._next_indices('priv', 200) for _ in range(20)])
@@ -184,6 +187,8 @@ def test_attack_on_mnist_learns_and_resumes(tmp_path):
     assert end_a < 0.5 * start, (start, end_a)
     assert end_a == pytest.approx(end_b, rel=1e-4)
     assert next(s for s in out.splitlines() if s.startswith('ORDER')) == 'ORDER True True 50 10000'
+    # every 75 steps; the closing save at 150 is the checkpoint step's, not written a second time
+    assert next(s for s in out.splitlines() if s.startswith('SAVES')) == 'SAVES [75, 150]'
 
 
 DCOR_CHILD = """

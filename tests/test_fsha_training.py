@@ -482,3 +482,15 @@ def test_checkpoint_dir_autoresume(tmp_path):
         np.testing.assert_array_equal(u.numpy(), v.numpy())
     with pytest.raises(FileNotFoundError):
         b.restore(tmp_path / 'nothing-here')
+
+
+def test_checkpoint_every_writes_each_checkpoint_once(tmp_path):
+    xpriv, xpub = fixed_streams()
+    a = FSHA(xpriv, xpub, 3, BATCH, HP, checkpoint_dir=tmp_path, checkpoint_every=2, **nets())
+    saves, save = [], a.checkpoint_manager.save
+    a.checkpoint_manager.save = lambda checkpoint_number: (saves.append(checkpoint_number),
+                                                           save(checkpoint_number=checkpoint_number))[1]
+    a(4, progress_bar=False)
+    assert saves == [2, 4]  # the closing checkpoint is step 4's, not written again
+    a(1, progress_bar=False)
+    assert saves == [2, 4, 5]  # a call that ends between checkpoint steps still closes with one
