@@ -72,8 +72,9 @@ def parse_args(argv=None):
 
 
 def load_streams(heldout, seed):
-    """(xpriv, held_out, xpub): MNIST train[heldout:], train[:heldout] (unshuffled), test."""
-    set_seed(seed)  # the streams' shuffle order
+    """(xpriv, held_out, xpub): MNIST train[heldout:], train[:heldout] (unshuffled), test; ``seed`` sets
+    the streams' shuffle order (see :func:`fsha.runs.stream_seed`)."""
+    set_seed(seed)
     raw = load_raw('mnist')
     x_train = datasets.preprocess(raw.x_train)
     xpriv = datasets.make_dataset(x_train[heldout:], raw.y_train[heldout:])
@@ -109,7 +110,7 @@ def dcor_cost(f, x, reps):
 
 def main(argv=None):
     args = parse_args(argv)
-    xpriv, held_out, xpub = load_streams(args.heldout, args.seed)
+    xpriv, held_out, xpub = load_streams(args.heldout, runs.stream_seed(args.seed, args.checkpoint_dir))
     hparams = dict(reference.METADATA['hparams'], alpha1=args.alpha1, alpha2=args.alpha2)
     ckpt = {} if not args.checkpoint_dir else {'checkpoint_dir': Path(args.checkpoint_dir).expanduser(),
                                                'checkpoint_every': args.checkpoint_every}

@@ -78,8 +78,8 @@ def bare_forward_backward(attack, jit):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.seed is not None:
-        set_seed(args.seed)  # before the streams: their shuffle order
+    if args.seed is not None:  # before the streams: their shuffle order (a new one in each resumed process)
+        set_seed(runs.stream_seed(args.seed, args.checkpoint_dir))
     raw = load_raw('mnist')
     n = args.heldout
     held_out = datasets.make_dataset(datasets.preprocess(raw.x_train[:n]), raw.y_train[:n], shuffle=False)

@@ -24,7 +24,8 @@ Deviations from the original, and why:
   the LOG rows, the running means and their history where the previous call stopped (the original restarts
   at 0 on every call). The data iterators also persist across calls (the original starts new, reshuffled ones per call;
   the streams are shuffled, so this only changes which images come next). A checkpoint does not hold the
-  iterators' position (the 10,000-image shuffle buffers would dominate it): a resumed run starts a new pass.
+  iterators' position (the 10,000-image shuffle buffers would dominate it): a resumed run starts a new pass
+  (seed it afresh, as the benchmarks do with :func:`fsha.runs.stream_seed`, or it replays the first one).
 * ``hparams`` is validated up front (the original fails deep inside training, or never, on bad values);
   ``gradient_penalty=None`` means "no GP" (the original would crash on ``float(None)``).
 * ``scoreAttack`` raises on a dataset smaller than one batch (the original divides by zero).

@@ -63,6 +63,32 @@ def check_run_arguments(parser, args):
     return args
 
 
+def checkpoint_iteration(checkpoint_dir) -> int:
+    """The iteration of the latest checkpoint in ``checkpoint_dir`` (0 when there is none), read from its
+    name (``ckpt-N``, the number :class:`fsha.FSHA.FSHA` saves under) without building the networks."""
+    import tensorflow as tf
+
+    if not checkpoint_dir:
+        return 0
+    latest = tf.train.latest_checkpoint(str(Path(checkpoint_dir).expanduser()))
+    return 0 if latest is None else int(latest.rsplit('-', 1)[1])
+
+
+def stream_seed(seed, checkpoint_dir):
+    """The global seed to set before the data streams are built: ``seed`` for a fresh run; for a run resumed at
+    iteration N, a seed mixed from (seed, N). A checkpoint does not hold the streams' position, so a resumed
+    process starts a new shuffled pass; with the fresh run's seed that pass would replay the order the run began
+    with in every process. None stays None (an unseeded order)."""
+    if seed is None:
+        return None
+    start = checkpoint_iteration(checkpoint_dir)
+    if not start:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, start]).generate_state(1)[0] >> 1)
+
+
 def train_resumable(attack, iterations, *, log_frequency, checkpoint_every=250, max_seconds=None,
                     checkpoint_dir=None):
     """Train ``attack`` until it has done ``iterations`` steps in all (restored steps count), printing the
