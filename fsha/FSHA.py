@@ -378,7 +378,6 @@ class FSHA:
         acc = self._mean_acc.numpy()  # running sums of row / L, one per column
         col = self.VALIDATION_COLUMN
         j = 0
-        saved_at = None
         for i in range(iterations):
             step = start + i
             out = self._step_fn(*self._next_batches())
@@ -403,9 +402,9 @@ class FSHA:
             if self.checkpoint_every and self.checkpoint_manager is not None and (
                     (step + 1) % self.checkpoint_every == 0):
                 self.checkpoint_manager.save(checkpoint_number=step + 1)
-                saved_at = step + 1
         # the closing checkpoint, unless the last step just wrote it (the same files twice)
-        if self.checkpoint_manager is not None and iterations and saved_at != self.iteration:
+        last_step_saved = bool(self.checkpoint_every) and self.iteration % self.checkpoint_every == 0
+        if self.checkpoint_manager is not None and iterations and not last_step_saved:
             self.checkpoint_manager.save(checkpoint_number=self.iteration)
         return LOG
 

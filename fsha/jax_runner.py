@@ -314,7 +314,6 @@ class FSHAJax:
             self._data = (jnp.asarray(self.xpriv), jnp.asarray(self.xpub))
         base_key = jax.random.PRNGKey(self.seed)
         LOG, pending = [], []  # pending: device rows not yet added to the running sums
-        saved_at = None
         col = self.VALIDATION_COLUMN
         for i in range(iterations):
             step = self.iteration
@@ -339,9 +338,9 @@ class FSHAJax:
             if checkpoint and checkpoint_every and self.iteration % checkpoint_every == 0:
                 pending = self._flush(pending, log_frequency)
                 self.save(checkpoint)
-                saved_at = self.iteration
         self._flush(pending, log_frequency)
-        if checkpoint and saved_at != self.iteration:  # not twice when the last step was a checkpoint step
+        last_step_saved = iterations and checkpoint_every and self.iteration % checkpoint_every == 0
+        if checkpoint and not last_step_saved:  # not twice when the last step was a checkpoint step
             self.save(checkpoint)
         return np.asarray(LOG).reshape(-1, len(self.LOG_COLUMNS))
 
