@@ -73,6 +73,9 @@ def test_options_run_and_defaults_are_faithful():
     assert cfg.lambda_tv(2) == 0.1 and cfg.lambda_tv(5) == 0.1 and cfg.lambda_l2 == 1.0
     assert cfg.optimizer == "torch" and cfg.lr == 1e-3 and cfg.tv_form == "code" and not cfg.clamp_x
     assert InversionConfig(tv_schedule="paper").lambda_tv(5) == 1.0
+    # XLA: chosen per path unless given (the MnistNet/CifarNet engine on, arbitrary Keras clients off)
+    assert cfg.jit_compile is None and cfg.xla(default=True) and not cfg.xla(default=False)
+    assert InversionConfig(jit_compile=True).xla(default=False) and not InversionConfig(jit_compile=False).xla(True)
     client, clone = build_model("mnist", seed=5), build_model("mnist", seed=6)
     imgs = images("mnist", 2, seed=7)
     # two runs cover the four options (each run compiles its own loops, the slow part)
@@ -116,7 +119,7 @@ def test_vectorized_label_inference_equals_loop(arch, depth, observed):
         y = int(rng.integers(10))
         h = server(x, end=s)
         with tf.GradientTape() as tape:
-            loss = attacks._ce(client(h, start=s + 1), tf.constant([y], tf.int64))
+            loss = attacks.cross_entropy(client(h, start=s + 1), tf.constant([y], tf.int64))
         grads = tape.gradient(loss, variables)
         lab_v, sc_v = label_inference(clone, h, grads, s, observed_param=observed, vectorized=True)
         lab_l, sc_l = label_inference(clone, h, grads, s, observed_param=observed, vectorized=False)

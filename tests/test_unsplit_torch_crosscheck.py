@@ -283,7 +283,7 @@ def test_label_inference_scores_and_choice_match_pytorch(arch, dtype, rtol):
         want = ref_label_scores(clone_ref, h, target_grad, s + 1, last_clone.weight)
         # the TF side observes its own client's gradient (Keras layout); MSE is layout-free
         with tf.GradientTape() as tape:
-            loss = attacks._ce(client(h.numpy(), start=s + 1), tf.constant([y], tf.int64))
+            loss = attacks.cross_entropy(client(h.numpy(), start=s + 1), tf.constant([y], tf.int64))
         tg = tape.gradient(loss, client.layer_weights(client.last_index)[0])
         np.testing.assert_allclose(tg.numpy().T, target_grad.numpy(), rtol=10 * rtol, atol=1e-7)
         for vec in (True, False):

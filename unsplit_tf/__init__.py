@@ -4,8 +4,8 @@ label inference against split learning. See ``docs``/the spec for the faithful d
 Modules mirror the original: :mod:`unsplit_tf.models` (MnistNet, CifarNet), :mod:`unsplit_tf.attacks`
 (``model_inversion_stealing``, ``label_inference``), :mod:`unsplit_tf.util` (TV, l2, targets, test score);
 plus :mod:`unsplit_tf.optim` (PyTorch-exact Adam), :mod:`unsplit_tf.training`, :mod:`unsplit_tf.torch_interop`,
-the two demos, and :mod:`unsplit_tf.jax_engine` (the inversion engine in JAX, for GPU machines without
-TensorFlow).
+the two demos, :mod:`unsplit_tf.keras_client` (the attacks against any Keras client) and
+:mod:`unsplit_tf.jax_engine` (the inversion engine in JAX, for GPU machines without TensorFlow).
 
 The names below are imported on first access, so that the TensorFlow-free modules (:mod:`unsplit_tf.layers`,
 :mod:`unsplit_tf.jax_engine`) import without TensorFlow.
@@ -17,6 +17,8 @@ _EXPORTS = {
     "invert_images": "attacks", "label_inference": "attacks", "model_inversion_stealing": "attacks",
     "model_inversion_stealing_batched": "attacks", "run_label_inference": "attacks",
     "CifarNet": "models", "MnistNet": "models", "build_model": "models", "TorchAdam": "optim",
+    "invert_keras_client": "keras_client", "label_inference_keras": "keras_client",
+    "model_inversion_stealing_keras": "keras_client", "observed_gradients": "keras_client",
 }
 
 __all__ = sorted(_EXPORTS)

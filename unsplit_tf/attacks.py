@@ -67,7 +67,10 @@ class InversionConfig:
         clamp_x: clip x~ to [0, 1] after every input step (False; not in the original).
         cifar_minmax: min-max normalise CIFAR reconstructions before the MSE and saving (True, as the code;
             the paper claims no post-processing).
-        jit_compile: compile the loops with XLA (True).
+        jit_compile: compile the loops with XLA. None (default) chooses per path: on for the MnistNet/CifarNet
+            engine (NCHW im2col loops written for XLA), off for arbitrary Keras clients
+            (:mod:`unsplit_tf.keras_client`: Keras layers in NHWC, which XLA ran 1.4x slower on a CPU for MnistNet's
+            depth 2 and 12x slower for CifarNet's depth 4). True or False is used as given.
     """
     main_iters: int = 1000
     input_iters: int = 100
@@ -81,7 +84,7 @@ class InversionConfig:
     keras_epsilon: float = 1e-7
     clamp_x: bool = False
     cifar_minmax: bool = True
-    jit_compile: bool = True
+    jit_compile: bool | None = None
 
     def __post_init__(self):
         for name in ("main_iters", "input_iters", "model_iters"):
@@ -94,6 +97,10 @@ class InversionConfig:
             raise ValueError(f"tv_reduction {self.tv_reduction!r} unknown; expected 'sum' or 'mean'")
         update_rule(self.optimizer)
         tv_weight_for(1, self.tv_schedule)
+
+    def xla(self, default: bool) -> bool:
+        """Whether to compile with XLA: ``jit_compile``, or ``default`` when it is None."""
+        return default if self.jit_compile is None else bool(self.jit_compile)
 
     def lambda_tv(self, split_depth: int) -> float:
         return tv_weight_for(split_depth, self.tv_schedule)
@@ -146,6 +153,90 @@ class InversionResult:
 
 
 # ================================================================================================= engine
+def coordinate_descent(net, tv_fn, step_fn, clamp_x: bool = False, clone_loss: str = "sum",
+                       precompute=None):
+    """UnSplit's coordinate descent (spec §5) as one function of tensors, to be compiled.
+
+    ``net(params, x, pre)`` is the clone's bottom with parameters ``params`` (a list of tensors), ``tv_fn(x)`` the
+    per-target TV [B], ``step_fn(p, g, m, v, vmax, t)`` an Adam rule (:func:`unsplit_tf.optim.update_rule`),
+    ``precompute(x, params)`` an optional constant computed once per model phase from the fixed x~ (passed to
+    ``net`` as ``pre``; None in the input phase). ``clone_loss``: 'sum' of the per-target MSEs (right when every
+    target has its own clone copy: each copy gets its own gradient) or their 'mean' (one clone shared by the
+    targets, a batch loss). The input phase always sums, so each x~ gets exactly its single-target gradient.
+
+    The returned ``run(x, xm, xv, xvm, tx, params, pm, pv, pvm, tw, target, n_rounds, input_iters, model_iters,
+    lam_tv, lam_l2)`` advances ``n_rounds`` rounds of ``input_iters`` x~ steps (MSE + lam_tv TV + lam_l2
+    mean(x~^2)) then ``model_iters`` clone steps (MSE only) and returns the new state.
+    """
+    if clone_loss not in ("sum", "mean"):
+        raise ValueError(f"clone_loss must be 'sum' or 'mean', got {clone_loss!r}")
+    reduce_clone = tf.reduce_sum if clone_loss == "sum" else tf.reduce_mean
+
+    def mse_per_target(y, target):
+        d = y - target
+        return tf.reduce_mean(d * d, axis=list(range(1, len(d.shape))))
+
+    def run(x, xm, xv, xvm, tx, params, pm, pv, pvm, tw, target, n_rounds, input_iters, model_iters,
+            lam_tv, lam_l2):
+        def input_phase(x, xm, xv, xvm, tx, params):
+            def body(i, x, xm, xv, xvm, tx):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    loss = tf.reduce_sum(mse_per_target(net(params, x, None), target) + lam_tv * tv_fn(x)
+                                         + lam_l2 * l2loss_per_sample(x))
+                g = tape.gradient(loss, x)
+                tx = tx + 1
+                x, xm, xv, xvm = step_fn(x, g, xm, xv, xvm, tx)
+                if clamp_x:
+                    x = tf.clip_by_value(x, 0.0, 1.0)
+                return i + 1, x, xm, xv, xvm, tx
+            out = tf.while_loop(lambda i, *a: i < input_iters, body, (tf.constant(0), x, xm, xv, xvm, tx))
+            return out[1:]
+
+        def model_phase(x, params, pm, pv, pvm, tw):
+            pre = precompute(x, params) if precompute is not None else None  # x~ is fixed in this phase
+
+            def body(i, params, pm, pv, pvm, tw):
+                with tf.GradientTape() as tape:
+                    tape.watch(params)
+                    loss = reduce_clone(mse_per_target(net(params, x, pre), target))
+                grads = tape.gradient(loss, params)
+                tw = tw + 1
+                new = [step_fn(p, g, m, v, vm, tw) for p, g, m, v, vm in zip(params, grads, pm, pv, pvm)]
+                return (i + 1, [n[0] for n in new], [n[1] for n in new], [n[2] for n in new],
+                        [n[3] for n in new], tw)
+            out = tf.while_loop(lambda i, *a: i < model_iters, body, (tf.constant(0), params, pm, pv, pvm, tw))
+            return out[1:]
+
+        def round_body(r, x, xm, xv, xvm, tx, params, pm, pv, pvm, tw):
+            x, xm, xv, xvm, tx = input_phase(x, xm, xv, xvm, tx, params)
+            params, pm, pv, pvm, tw = model_phase(x, params, pm, pv, pvm, tw)
+            return r + 1, x, xm, xv, xvm, tx, params, pm, pv, pvm, tw
+
+        out = tf.while_loop(lambda r, *a: r < n_rounds, round_body,
+                            (tf.constant(0), x, xm, xv, xvm, tx, params, pm, pv, pvm, tw))
+        return out[1:]
+
+    return run
+
+
+def adam_step_fn(cfg: "InversionConfig"):
+    """``step_fn(p, g, m, v, vmax, t)`` of ``cfg.optimizer`` at ``cfg.lr`` (the Keras rule with its epsilon)."""
+    rule = update_rule(cfg.optimizer)
+    eps_kw = {"eps": cfg.keras_epsilon} if cfg.optimizer == "keras" else {}
+
+    def step_fn(p, g, m, v, vm, t):
+        return rule(p, g, m, v, vm, t, lr=cfg.lr, **eps_kw)
+    return step_fn
+
+
+def call_compiled(run, state, target, n_rounds, input_iters, model_iters, lam_tv, lam_l2, dtype):
+    """Call a compiled :func:`coordinate_descent` ``run`` with Python numbers as constants; returns a list."""
+    c = lambda v, dt=tf.int32: tf.constant(v, dt)  # noqa: E731
+    out = run(*state, target, c(n_rounds), c(input_iters), c(model_iters), c(lam_tv, dtype), c(lam_l2, dtype))
+    return list(out)
+
+
 class _InversionEngine:
     """Compiled coordinate-descent loop for one (architecture, split, dtype, options) combination.
 
@@ -158,76 +249,29 @@ class _InversionEngine:
         self.arch = arch
         self.split = split_depth
         self.dtype = tf.as_dtype(dtype)
-        rule = update_rule(optimizer)
-        eps_kw = {"eps": keras_epsilon} if optimizer == "keras" else {}
+        step_fn = adam_step_fn(InversionConfig(optimizer=optimizer, lr=lr, keras_epsilon=keras_epsilon))
 
-        def step_fn(p, g, m, v, vm, t):
-            return rule(p, g, m, v, vm, t, lr=lr, **eps_kw)
-
-        def net(params, x, pre=None):
+        def net(params, x, pre):
             return F.forward(arch, params, x, 0, split_depth, xla=jit_compile, first_cols=pre)
 
         first = ARCHITECTURES[arch][0]
         first_padding = first.padding if first.kind == "conv" else None
 
-        def mse_per_target(y, target):
-            d = y - target
-            return tf.reduce_mean(d * d, axis=list(range(1, len(d.shape))))
+        def first_cols(x, params):  # the first conv's patch matrix of the fixed x~
+            return F.im2col_constant(x, params[0].shape, first_padding)
 
         def tv_fn(x):
             if tv_form == "code":
                 return tv_code_per_sample(x, "NCHW")
             return tv_paper_per_sample(x, tv_reduction, data_format="NCHW")
 
-        def run(x, xm, xv, xvm, tx, params, pm, pv, pvm, tw, target, n_rounds, input_iters, model_iters,
-                lam_tv, lam_l2):
-            def input_phase(x, xm, xv, xvm, tx, params):
-                def body(i, x, xm, xv, xvm, tx):
-                    with tf.GradientTape() as tape:
-                        tape.watch(x)
-                        loss = tf.reduce_sum(mse_per_target(net(params, x), target) + lam_tv * tv_fn(x)
-                                             + lam_l2 * l2loss_per_sample(x))
-                    g = tape.gradient(loss, x)
-                    tx = tx + 1
-                    x, xm, xv, xvm = step_fn(x, g, xm, xv, xvm, tx)
-                    if clamp_x:
-                        x = tf.clip_by_value(x, 0.0, 1.0)
-                    return i + 1, x, xm, xv, xvm, tx
-                out = tf.while_loop(lambda i, *a: i < input_iters, body, (tf.constant(0), x, xm, xv, xvm, tx))
-                return out[1:]
-
-            def model_phase(x, params, pm, pv, pvm, tw):
-                # x~ is fixed during this phase: its patch matrix for the first conv is computed once
-                pre = F.im2col_constant(x, params[0].shape, first_padding) if first_padding else None
-
-                def body(i, params, pm, pv, pvm, tw):
-                    with tf.GradientTape() as tape:
-                        tape.watch(params)
-                        loss = tf.reduce_sum(mse_per_target(net(params, x, pre), target))
-                    grads = tape.gradient(loss, params)
-                    tw = tw + 1
-                    new = [step_fn(p, g, m, v, vm, tw) for p, g, m, v, vm in zip(params, grads, pm, pv, pvm)]
-                    return (i + 1, [n[0] for n in new], [n[1] for n in new], [n[2] for n in new],
-                            [n[3] for n in new], tw)
-                out = tf.while_loop(lambda i, *a: i < model_iters, body, (tf.constant(0), params, pm, pv, pvm, tw))
-                return out[1:]
-
-            def round_body(r, x, xm, xv, xvm, tx, params, pm, pv, pvm, tw):
-                x, xm, xv, xvm, tx = input_phase(x, xm, xv, xvm, tx, params)
-                params, pm, pv, pvm, tw = model_phase(x, params, pm, pv, pvm, tw)
-                return r + 1, x, xm, xv, xvm, tx, params, pm, pv, pvm, tw
-
-            out = tf.while_loop(lambda r, *a: r < n_rounds, round_body,
-                                (tf.constant(0), x, xm, xv, xvm, tx, params, pm, pv, pvm, tw))
-            return out[1:]
-
+        run = coordinate_descent(net, tv_fn, step_fn, clamp_x, clone_loss="sum",
+                                 precompute=first_cols if first_padding else None)
         self._run = tf.function(run, jit_compile=jit_compile, autograph=False)
 
     def __call__(self, state, target, n_rounds, input_iters, model_iters, lam_tv, lam_l2):
-        c = lambda v, dt=tf.int32: tf.constant(v, dt)  # noqa: E731
-        out = self._run(*state, target, c(n_rounds), c(input_iters), c(model_iters),
-                        c(lam_tv, self.dtype), c(lam_l2, self.dtype))
-        return list(out)
+        return call_compiled(self._run, state, target, n_rounds, input_iters, model_iters, lam_tv, lam_l2,
+                             self.dtype)
 
 
 _ENGINES: dict = {}
@@ -235,13 +279,13 @@ _ENGINES: dict = {}
 
 def _engine(arch, split, dtype, cfg: InversionConfig) -> _InversionEngine:
     key = (arch, split, tf.as_dtype(dtype).name, cfg.tv_form, cfg.tv_reduction, cfg.optimizer, cfg.lr,
-           cfg.keras_epsilon, cfg.clamp_x, cfg.jit_compile)
+           cfg.keras_epsilon, cfg.clamp_x, cfg.xla(default=True))
     if key not in _ENGINES:
         _ENGINES[key] = _InversionEngine(*key)
     return _ENGINES[key]
 
 
-def _initial_state(x0, params):
+def initial_state(x0, params):
     z = tf.zeros_like
     return [x0, z(x0), z(x0), z(x0), tf.constant(0, tf.int64), list(params), [z(p) for p in params],
             [z(p) for p in params], [z(p) for p in params], tf.constant(0, tf.int64)]
@@ -266,7 +310,7 @@ def _run_engine(clone: SplitNet, split_depth: int, targets, cfg: InversionConfig
         x0 = tf.fill((b, c, h, w), tf.constant(0.5, dtype))
     else:
         x0 = F.nhwc_to_nchw(tf.cast(x0, dtype))
-    state = _initial_state(x0, params)
+    state = initial_state(x0, params)
     if cfg.main_iters > 0:
         engine = _engine(clone.arch, split_depth, dtype, cfg)
         state = engine(state, targets, cfg.main_iters, cfg.input_iters, cfg.model_iters, lambda_tv,
@@ -412,7 +456,8 @@ def observed_variables(model: SplitNet, server_end: int, observed_param: str = "
     raise ValueError(f"observed_param {observed_param!r} unknown; expected one of {OBSERVED_PARAMS}")
 
 
-def _ce(logits, labels):
+def cross_entropy(logits, labels):
+    """Sparse softmax cross-entropy from logits, mean over the batch (PyTorch's CrossEntropyLoss)."""
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
@@ -422,24 +467,27 @@ def first_argmin(scores) -> int:
     return int(np.flatnonzero(scores == scores.min())[0])
 
 
-def _candidate_scores_loop(clone, h, target_grads, start, variables, candidates):
+def candidate_scores_loop(forward, h, target_grads, variables, candidates):
+    """The original's per-label loop: MSE between the observed gradients and those of CE(forward(h), k) with
+    respect to ``variables``, for each candidate k in order (a mean over all observed elements)."""
     scores = []
     total = sum(int(np.prod(v.shape)) for v in variables)
     for k in candidates:
         with tf.GradientTape() as tape:
-            loss = _ce(clone(h, start=start), tf.fill((int(h.shape[0]),), tf.constant(k, tf.int64)))
+            loss = cross_entropy(forward(h), tf.fill((int(h.shape[0]),), tf.constant(k, tf.int64)))
         grads = tape.gradient(loss, variables)
         sq = sum(tf.reduce_sum(tf.square(g - t)) for g, t in zip(grads, target_grads))
         scores.append(sq / total)
     return tf.stack(scores)
 
 
-def _candidate_scores_vectorized(clone, h, target_grads, start, variables, candidates):
+def candidate_scores_vectorized(forward, h, target_grads, variables, candidates):
+    """:func:`candidate_scores_loop` in one pass: one forward, the Jacobian of the K candidate losses."""
     total = sum(int(np.prod(v.shape)) for v in variables)
     n = int(h.shape[0])
     k = len(candidates)
     with tf.GradientTape() as tape:
-        logits = clone(h, start=start)
+        logits = forward(h)
         labels = tf.repeat(tf.constant(candidates, tf.int64)[:, None], n, axis=1)  # [K, n]
         per = tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=labels, logits=tf.broadcast_to(logits[None], (k,) + tuple(logits.shape)))
@@ -479,9 +527,10 @@ def label_inference(clone: SplitNet, h, target_grad, server_end: int, num_classe
     key = (server_end, observed_param, tuple(candidates), bool(vectorized))
     cache = _SCORERS.setdefault(clone, {})
     if key not in cache:
-        fn = _candidate_scores_vectorized if vectorized else _candidate_scores_loop
-        cache[key] = tf.function(lambda h_, t_: fn(clone, h_, t_, server_end + 1, variables, candidates),
-                                 autograph=False)
+        fn = candidate_scores_vectorized if vectorized else candidate_scores_loop
+        cache[key] = tf.function(
+            lambda h_, t_: fn(lambda x: clone(x, start=server_end + 1), h_, t_, variables, candidates),
+            autograph=False)
     scores = cache[key](h, target_grad).numpy()
     return candidates[first_argmin(scores)], scores
 
@@ -551,7 +600,7 @@ def run_label_inference(x, y, arch: str, count: int = 100, client_depth: int = 1
     def victim_step(xb, yb):
         with tf.GradientTape(persistent=True) as tape:
             h = server(xb, end=s)
-            loss = _ce(client(h, start=s + 1), yb)
+            loss = cross_entropy(client(h, start=s + 1), yb)
         g_server = tape.gradient(loss, sv)
         g_client = tape.gradient(loss, cv)
         g_obs = tape.gradient(loss, observed_c)
@@ -562,7 +611,7 @@ def run_label_inference(x, y, arch: str, count: int = 100, client_depth: int = 1
     def clone_step(xb, label, g_server, g_client):
         with tf.GradientTape(persistent=True) as tape:
             h = server(xb, end=s)
-            loss = _ce(clone(h, start=s + 1), label)
+            loss = cross_entropy(clone(h, start=s + 1), label)
         g_clone = tape.gradient(loss, kv)
         g_server2 = tape.gradient(loss, sv)
         del tape
