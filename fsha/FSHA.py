@@ -202,7 +202,10 @@ class FSHA:
                                                                      architecture=opts['architecture'])
         z_pilot = per_sample_output_shape(self.tilde_f, self.input_shape, 'pilot f~')
         z_client = per_sample_output_shape(self.f, self.input_shape, 'client network f')
-        check_output_shape(z_client, z_pilot, "client network f (its output must have the pilot f~'s shape)")
+        hint = ('' if pilot is not None else '; for a client with another feature space pass pilot=, decoder= '
+                'and discriminator= built for it, e.g. **fsha.architectures.attacker_networks(input_shape, '
+                'client_output_shape)')
+        check_output_shape(z_client, z_pilot, f"client network f (its output must have the pilot f~'s shape{hint})")
         self.z_shape = z_pilot
         self.D = discriminator if discriminator is not None else make_D(self.z_shape, stem=opts['d_stem'])
         d_out = per_sample_output_shape(self.D, self.z_shape, 'discriminator D')

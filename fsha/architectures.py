@@ -12,6 +12,7 @@ builder       what
 ``discriminator``  critic D, built on the pilot's output shape
 ``classifier_binary``  property-inference head (Flatten [-> BN] -> Dense(class_num) logits)
 ``SETUPS``    table indexed like the original: 0-3 = levels 1-4, 4 = level 5, 5/6 = property L4/L3
+``attacker_networks``  not in the original: pilot, decoder and D for a user client's feature shape
 ============  ==========================================================================
 
 Quirks of the original are options whose default is the released behaviour:
@@ -184,6 +185,48 @@ def classifier_binary(input_shape, class_num=1, name='property_head'):
         x = layers.BatchNormalization()(x)
     x = layers.Dense(class_num)(x)
     return keras.Model(inp, x, name=name)
+
+
+def attacker_networks(input_shape, feature_shape, architecture='final'):
+    """The attacker's networks (pilot, decoder, discriminator) for a client with any feature shape, not in the
+    original: for attacking your own client, whose smashed data need not be one of the four built-in shapes.
+
+    The original's per-level pattern, extended to k = log2(H / H_z) halvings of the image:
+    pilot = k x Conv(64 * 2^i, stride 2) -> Conv(C_z, 1); decoder = ConvT(256 / 2^i, stride 2) per halving, the
+    last one straight to the image's channels with tanh when k >= 3, else followed by Conv(C, 1, tanh);
+    discriminator = :func:`discriminator` on the feature shape (stem Conv(256, 1), the released D at every
+    level). ``architecture`` as for :func:`pilot` and :func:`decoder`. At the built-in shapes (16x16x64, 8x8x128,
+    4x4x256 for 32x32x3 images) this rebuilds the levels' networks layer for layer.
+    Returns ``{'pilot', 'decoder', 'discriminator'}`` for ``FSHA(..., client=..., **attacker_networks(...))``.
+    """
+    _check_choice(architecture, ARCHITECTURES, 'architecture')
+    input_shape, feature_shape = tuple(input_shape), tuple(feature_shape)
+    if len(input_shape) != 3 or len(feature_shape) != 3:
+        raise ValueError(f'attacker_networks needs image inputs [H, W, C] and spatial features [H_z, W_z, C_z], '
+                         f'got {input_shape} and {feature_shape}')
+    (h, w, channels), (hz, wz, cz) = input_shape, feature_shape
+    ratio = h // hz if hz and h % hz == 0 else 0
+    if not ratio or ratio & (ratio - 1) or w != wz * ratio:
+        raise ValueError(f'features {feature_shape} must shrink the image {input_shape} by the same power of 2 in '
+                         f'height and width (as strided convolutions do)')
+    k = ratio.bit_length() - 1
+    act_pilot = 'swish' if architecture == 'notebook' else None
+    act_decoder = 'relu' if architecture == 'notebook' else None
+
+    inp = keras.Input(input_shape)
+    x = inp
+    for i in range(k):
+        x = _conv(64 * 2 ** i, 2, activation=act_pilot)(x)
+    pilot_net = keras.Model(inp, _conv(cz, 1)(x), name='tilde_f')
+
+    inp = keras.Input(feature_shape)
+    x = inp
+    hidden = k - 1 if k >= 3 else k
+    for i in range(hidden):
+        x = _convT(max(256 // 2 ** i, 16), 2, activation=act_decoder)(x)
+    x = (_convT(channels, 2, activation='tanh') if k >= 3 else _conv(channels, 1, activation='tanh'))(x)
+    decoder_net = keras.Model(inp, x, name='decoder')
+    return {'pilot': pilot_net, 'decoder': decoder_net, 'discriminator': discriminator(feature_shape, 4)}
 
 
 def small_networks(input_shape=(32, 32, 3), width=16, z_channels=32, critic_width=64):

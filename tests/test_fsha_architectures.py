@@ -100,3 +100,27 @@ def test_small_networks_shapes():
     assert tuple(nets['client'].output.shape[1:]) == (4, 4, 8) == tuple(nets['pilot'].output.shape[1:])
     assert tuple(nets['decoder'].output.shape[1:]) == (16, 16, 3)
     assert tuple(nets['discriminator'].output.shape[1:]) == (1,)
+
+
+@pytest.mark.parametrize('level', [1, 2, 3, 4])
+@pytest.mark.parametrize('arch', A.ARCHITECTURES)
+def test_attacker_networks_rebuild_the_levels_at_the_builtin_shapes(level, arch):
+    nets = A.attacker_networks(IMG, Z_SHAPES[level], architecture=arch)
+    builtin = {'pilot': A.pilot(IMG, level, architecture=arch), 'decoder': A.decoder(Z_SHAPES[level], level,
+                                                                                    architecture=arch),
+               'discriminator': A.discriminator(Z_SHAPES[level], level)}
+    for name, net in nets.items():
+        assert net.count_params() == builtin[name].count_params(), name
+        assert ([(type(layer).__name__, layer.get_config().get('strides'), layer.get_config().get('activation'))
+                 for layer in net.layers[1:]]
+                == [(type(layer).__name__, layer.get_config().get('strides'), layer.get_config().get('activation'))
+                    for layer in builtin[name].layers[1:]]), name
+
+
+def test_attacker_networks_other_shapes_and_errors():
+    nets = A.attacker_networks((64, 64, 1), (2, 2, 32))  # five halvings
+    assert nets['pilot'].output.shape[1:] == (2, 2, 32) and nets['decoder'].output.shape[1:] == (64, 64, 1)
+    assert A.attacker_networks(IMG, (32, 32, 5))['decoder'].output.shape[1:] == IMG  # no halving
+    for bad in ((5, 5, 8), (8, 4, 8), (12, 12, 3), (4, 4)):
+        with pytest.raises(ValueError, match='attacker_networks|power of 2'):
+            A.attacker_networks(IMG, bad)

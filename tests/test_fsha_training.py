@@ -92,6 +92,25 @@ def test_builtin_pilot_must_match_user_client():
     with pytest.raises(ValueError) as err:
         FSHA(xs, xs, 3, BATCH, HP, client=client)  # built-in level-4 pilot outputs (4, 4, 256)
     assert '(4, 4, 7)' in str(err.value) and '(4, 4, 256)' in str(err.value)
+    assert 'attacker_networks' in str(err.value)
+
+
+def test_attacker_networks_fit_any_client_feature_space():
+    """A client whose features are not a built-in shape: attacker_networks builds pilot, decoder and D for it,
+    and FSHA trains with them (finite losses, every network updated)."""
+    keras.utils.set_random_seed(0)
+    client = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, strides=2, padding='same'),
+                               keras.layers.ReLU(), keras.layers.Conv2D(12, 3, strides=2, padding='same')])
+    nets = architectures.attacker_networks((32, 32, 3), (8, 8, 12))
+    assert nets['pilot'].output.shape[1:] == (8, 8, 12) and nets['decoder'].output.shape[1:] == (32, 32, 3)
+    xs = tf.data.Dataset.from_tensor_slices((np.random.default_rng(0).uniform(-1, 1, (16, 32, 32, 3)).astype(
+        np.float32), np.zeros(16, np.uint8)))
+    attack = FSHA(xs, xs, 3, 4, HP, client=client, **nets)
+    before = [np.array(m.trainable_variables[0]) for m in (attack.f, attack.tilde_f, attack.decoder, attack.D)]
+    log = attack(2, log_frequency=1, progress_bar=False)
+    assert np.all(np.isfinite(log))
+    for b, m in zip(before, (attack.f, attack.tilde_f, attack.decoder, attack.D)):
+        assert not np.array_equal(b, np.array(m.trainable_variables[0])), m.name
 
 
 def test_wrong_decoder_and_discriminator_shapes():
