@@ -160,6 +160,23 @@ def test_stolen_model_accuracy_counts_argmax_hits():
     assert stolen_model_accuracy(clone, server, x, [1, 0, 1, 0], batch_size=3) == 100.0
 
 
+def test_cached_loops_do_not_keep_models_alive():
+    """The compiled loops and label scorers are cached per model; a model nobody else holds is freed."""
+    import gc
+    import weakref
+    clone = small_client(seed=2, bn=False)
+    target = small_client(seed=1, bn=False)(np.zeros((1, 12, 12, 1), np.float32))
+    model_inversion_stealing_keras(clone, target, config=SHORT)
+    head = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    label_inference_keras(head, np.ones((1, 4), np.float32), np.zeros((4, 3), np.float32))
+    net = MnistNet(seed=4)  # the MnistNet/CifarNet label scorer is cached the same way
+    attacks.label_inference(net, np.ones((1, 84), np.float32), np.zeros((84, 10), np.float32), 9)
+    refs = [weakref.ref(clone), weakref.ref(head), weakref.ref(net)]
+    del clone, head, net
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+
+
 def test_fresh_clone_has_the_architecture_and_new_weights():
     client = small_client(seed=0)
     clone = fresh_clone(client, seed=5)

@@ -528,8 +528,9 @@ def label_inference(clone: SplitNet, h, target_grad, server_end: int, num_classe
     cache = _SCORERS.setdefault(clone, {})
     if key not in cache:
         fn = candidate_scores_vectorized if vectorized else candidate_scores_loop
+        model = weakref.ref(clone)  # the cache is keyed by the clone: no strong reference back
         cache[key] = tf.function(
-            lambda h_, t_: fn(lambda x: clone(x, start=server_end + 1), h_, t_, variables, candidates),
+            lambda h_, t_: fn(lambda x: model()(x, start=server_end + 1), h_, t_, variables, candidates),
             autograph=False)
     scores = cache[key](h, target_grad).numpy()
     return candidates[first_argmin(scores)], scores

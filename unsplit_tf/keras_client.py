@@ -25,7 +25,7 @@ Scope and conventions:
 * The clone runs with ``training=False`` by default: Dropout is off and BatchNorm uses its moving statistics
   (not trainable; gamma and beta are, and are stolen with the other weights). ``training=True`` runs BatchNorm
   on batch statistics, as a client in training mode computes them. Moving statistics are never updated, the
-  client's nor the clone's.
+  client's nor the clone's, and Dropout's seed state is not advanced inside the loop (one mask per call).
 * TV needs image inputs (rank 4, in ``keras.config.image_data_format()``); for other inputs pass
   ``lambda_tv=0``. The constant-0.5 start and the l2 prior assume inputs roughly in [0, 1], UnSplit's scale;
   ``x0`` sets another start.
@@ -136,9 +136,10 @@ class _KerasEngine:
     def __init__(self, clone: keras.Model, cfg: InversionConfig, training: bool, shared_clone: bool):
         self.dtype = _input_dtype(clone)
         non_trainable = list(clone.non_trainable_variables)  # read when the loop runs (BN statistics)
+        model = weakref.ref(clone)  # the engine lives in a cache keyed by the clone: no strong reference back
 
         def net(params, x, pre):
-            y, _ = clone.stateless_call(params, non_trainable, x, training=training)
+            y, _ = model().stateless_call(params, non_trainable, x, training=training)
             return tf.cast(y, x.dtype)  # the losses live in x~'s dtype (a no-op unless the model casts)
 
         data_format = "NHWC" if keras.config.image_data_format() == "channels_last" else "NCHW"
@@ -417,7 +418,8 @@ def label_inference_keras(clone_head: keras.Model, h, observed_grads, observed="
     cache = _SCORERS.setdefault(clone_head, {})
     if key not in cache:
         fn = candidate_scores_vectorized if vectorized else candidate_scores_loop
-        cache[key] = tf.function(lambda h_, g_: fn(lambda x: clone_head(x, training=False), h_, g_, variables,
+        model = weakref.ref(clone_head)  # the cache is keyed by the clone: no strong reference back
+        cache[key] = tf.function(lambda h_, g_: fn(lambda x: model()(x, training=False), h_, g_, variables,
                                                    candidates), autograph=False)
     scores = cache[key](h, grads).numpy()
     return candidates[first_argmin(scores)], scores
