@@ -439,7 +439,9 @@ class FSHA:
     def score(self, x, y=None):
         """MSE between ``x`` and its reconstruction ``decoder(f(x))`` (inference mode), on the [-1, 1] scale."""
         if getattr(self, '_score_fn', None) is None:
-            self._score_fn = tf.function(self._score)
+            # No AutoGraph (nothing to convert here): it re-reads the source file when it traces, which happens
+            # after training, and a file edited during a 10,000-step run made it convert another method instead.
+            self._score_fn = tf.function(self._score, autograph=False)
         return self._score_fn(tf.convert_to_tensor(x, tf.float32))
 
     def scoreAttack(self, dataset, progress_bar=True):  # noqa: N802 (original name)
@@ -567,7 +569,7 @@ class FSHA_binary_property(FSHA):  # noqa: N801 (original name)
     def score(self, x, y):
         """Accuracy of the attacker's property predictions ``head(f(x))`` against the true labels ``y``."""
         if getattr(self, '_score_fn', None) is None:
-            self._score_fn = tf.function(self._score)
+            self._score_fn = tf.function(self._score, autograph=False)  # see FSHA.score
         return self._score_fn(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(y))
 
     def attack(self, x):

@@ -66,7 +66,7 @@ class HonestSplitTraining:
         self._acc_mean = 0.0  # running sum of accuracy / L since the last logged step (continues across calls)
         self._history = []  # (step, running-mean task accuracy) at every logged step
         self._step_fn = tf.function(self.train_step)
-        self._eval_fn = tf.function(self._correct)
+        self._eval_fn = tf.function(self._correct, autograph=False)  # traced late: see FSHA.score
 
     @staticmethod
     def _labels(y):
