@@ -222,6 +222,16 @@ def test_bad_inputs_are_rejected_clearly():
         invert_keras_client(client, np.zeros((2, 12, 12, 1)), clone_reuse="never")
 
 
+def test_subclassed_models_work_as_client_and_clone():
+    keras.utils.set_random_seed(0)
+    client, clone = Subclassed(), Subclassed()  # never called before: built by the attack
+    imgs = np.random.default_rng(4).uniform(size=(2, 6, 6, 1)).astype(np.float32)
+    result = invert_keras_client(client, imgs, clone=clone, config=SHORT)
+    assert result.x_hat.shape == imgs.shape and np.all(np.isfinite(result.x_hat))
+    with pytest.raises(ValueError, match="cannot clone|no defined input shape"):
+        invert_keras_client(Subclassed(), imgs, config=SHORT)  # no clone=: clone_model needs a config
+
+
 def test_non_image_clients_invert_without_tv():
     keras.utils.set_random_seed(0)
     client = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])

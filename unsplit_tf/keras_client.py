@@ -34,6 +34,7 @@ Scope and conventions:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 import weakref
 
@@ -101,6 +102,13 @@ def _input_shape(model, input_shape, what):
     return shape
 
 
+def _training_kwargs(model, training) -> dict:
+    """``{'training': training}`` if ``model.call`` takes it (``stateless_call`` passes it on unfiltered)."""
+    params = inspect.signature(model.call).parameters
+    takes = "training" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return {"training": bool(training)} if takes else {}
+
+
 def _input_dtype(model) -> tf.DType:
     """The dtype x~ lives in: the model's input dtype (functional/Sequential), else its weights' dtype."""
     inputs = getattr(model, "inputs", None)  # functional and Sequential models only
@@ -137,9 +145,10 @@ class _KerasEngine:
         self.dtype = _input_dtype(clone)
         non_trainable = list(clone.non_trainable_variables)  # read when the loop runs (BN statistics)
         model = weakref.ref(clone)  # the engine lives in a cache keyed by the clone: no strong reference back
+        call_kwargs = _training_kwargs(clone, training)
 
         def net(params, x, pre):
-            y, _ = model().stateless_call(params, non_trainable, x, training=training)
+            y, _ = model().stateless_call(params, non_trainable, x, **call_kwargs)
             return tf.cast(y, x.dtype)  # the losses live in x~'s dtype (a no-op unless the model casts)
 
         data_format = "NHWC" if keras.config.image_data_format() == "channels_last" else "NCHW"
@@ -246,7 +255,7 @@ def _apply(model, x, training):
     """``model(x, training=...)`` without side effects on the model (no BatchNorm statistics update)."""
     y, _ = model.stateless_call([tf.convert_to_tensor(v) for v in model.trainable_variables],
                                 [tf.convert_to_tensor(v) for v in model.non_trainable_variables], x,
-                                training=training)
+                                **_training_kwargs(model, training))
     return y
 
 
@@ -282,6 +291,7 @@ def invert_keras_client(client: keras.Model, images, *, clone: keras.Model | Non
     if images.ndim < 2 or len(images) == 0 or tuple(images.shape[1:]) != shape:
         raise ValueError(f"images must be a non-empty batch [N, {', '.join(map(str, shape))}] of the client's "
                          f"inputs, got shape {images.shape}")
+    _output_shape(client, shape, dtype)  # builds a subclassed client; a client with several outputs is refused
     smashed = np.concatenate([np.asarray(_apply(client, tf.cast(images[s:s + 256], dtype), training))
                               for s in range(0, len(images), 256)])
     lam_tv = _resolve_lambda_tv(lambda_tv, cfg, split_depth)
