@@ -22,8 +22,13 @@ demo: setup
 # Two pytest-xdist workers (CI has 2 cores; tests/conftest.py gives each its share of them); TEST_WORKERS=0 runs
 # everything in one process.
 TEST_WORKERS ?= 2
+# The whole suite on TensorFlow (the default backend), then the backend-sensitive tests (marker `backend`) again on
+# Keras' JAX backend; it fails if either fails.
 test: setup
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS); tf=$$?; \
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m backend $(PYTEST_ARGS); jx=$$?; \
+	echo "make test: TensorFlow suite exit $$tf, JAX backend suite exit $$jx"; \
+	if [ $$tf -ne 0 ]; then exit $$tf; fi; exit $$jx
 
 # Execute every notebook in place (SPLITNN_MODE=full on a GPU machine for the papers' budgets).
 notebooks: setup

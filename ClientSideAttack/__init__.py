@@ -1,4 +1,4 @@
-"""Client-side GAN attack on multi-client split learning (Pasquini et al., CCS 2021, §9 of the spec).
+"""Client-side GAN attack on multi-client split learning (Pasquini et al., CCS 2021, §5).
 
 A malicious client trains a generator against the shared split model (gradient scaled down by
 1e5 on the way to the server and up again before the generator) and poisons the shared model with
@@ -16,9 +16,9 @@ Quick start::
 Long runs: ``server.save(folder)`` and, on a server built the same way, ``server.restore(folder)``
 continue the run exactly (``benchmarks/clientside_attack.py --checkpoint DIR --max-seconds S``).
 
-The names below are imported lazily (on first access), so that
-:mod:`ClientSideAttack.jax_runner`, the TensorFlow-free port for Keras' JAX backend, can be imported
-without importing TensorFlow through this package's ``__init__``.
+One implementation on :mod:`splitnn.backend`: TensorFlow by default, the same code under ``KERAS_BACKEND=jax``
+(nothing then imports TensorFlow). The names below are imported lazily (on first access), so that importing the
+package is cheap.
 """
 
 import importlib
@@ -32,7 +32,7 @@ _EXPORTS = {
     "JUDGE_VERSION": "judge", "Judge": "judge",
     "OPTIMIZER_MODES": "settings", "Server": "server", "build_attack": "server",
 }
-_SUBMODULES = ("archs", "clients", "dataset", "experiment", "judge", "server", "settings", "jax_runner")
+_SUBMODULES = ("archs", "clients", "dataset", "experiment", "judge", "server", "settings")
 
 __all__ = [
     "FAKE_CLASS", "IMAGE_SHAPE", "LATENT_DIM", "NUM_CLASSES", "make_f", "make_ff", "make_generator",

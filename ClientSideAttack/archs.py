@@ -1,4 +1,4 @@
-"""Architectures of the client-side GAN attack (spec ``fsha.md`` §9.2).
+"""Architectures of the client-side GAN attack (original ``ClientSideAttack/archs.py``; Pasquini et al., CCS 2021, §5).
 
 All networks work on MNIST at 28x28x1 in [-1, 1]. The classifier has 11 outputs: the ten
 digits plus class index 10, the "fake" class the malicious client uses to poison the shared
@@ -17,7 +17,7 @@ client head ``ff``         Flatten (6,272) -> Dense(11), logits                 
 
 LeakyReLU keeps the Keras default slope 0.3; BatchNorm keeps the Keras defaults (momentum 0.99,
 epsilon 1e-3); kernels use the Keras default Glorot-uniform initialiser. Explicit ``Input`` layers
-are used instead of ``input_shape=`` (Keras 3 warns about the latter, spec §11).
+are used instead of ``input_shape=`` (Keras 3 warns about the latter).
 """
 
 import keras

@@ -1,5 +1,5 @@
-"""The client-side attack's benchmark run, shared by ``benchmarks/clientside_attack.py`` (TensorFlow) and
-``benchmarks/clientside_attack_jax.py`` (Keras on JAX). TensorFlow-free, like :mod:`.settings`.
+"""The client-side attack's benchmark run of ``benchmarks/clientside_attack.py`` (Keras on TensorFlow or JAX).
+Backend-free, like :mod:`.settings`.
 
 :func:`run_experiment` trains to a total number of iterations, judges the generator every ``--eval-every``
 iterations (target-class rate over fixed noise), collects a grid of samples over training, and writes the sample

@@ -57,22 +57,29 @@ def make_judge_model(seed=TRAIN_SEED):
 
 def train_judge_model(x_train, y_train, epochs=TRAIN_EPOCHS, batch_size=TRAIN_BATCH, lr=TRAIN_LR,
                       seed=TRAIN_SEED, verbose=False):
-    """Train :func:`make_judge_model` with Adam and a seeded NumPy shuffle; returns the model."""
-    import tensorflow as tf  # here, so that the JAX runner can reuse this module without TensorFlow
+    """Train :func:`make_judge_model` with Adam and a seeded NumPy shuffle; returns the model. The same code on
+    either Keras backend (a pure step on :mod:`splitnn.backend`); the initial weights come from the backend's
+    initialiser stream, so each backend trains its own sample of the recipe."""
+    from splitnn import backend
 
     model = make_judge_model(seed)
     opt = keras.optimizers.Adam(lr)
     opt.build(model.trainable_variables)
+    trainable, non_trainable = list(model.trainable_variables), list(model.non_trainable_variables)
+    nt, nn = len(trainable), len(non_trainable)
 
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
-        grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+    def loss_fn(params, state, x, y):
+        logits, new_state = model.stateless_call(params, state, x, training=True)
+        loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        return loss, new_state
 
+    def step(values, x, y):
+        params, state, opt_values = values[:nt], values[nt:nt + nn], values[nt + nn:]
+        loss, new_state, grads = backend.value_and_grad(lambda p, a, b: loss_fn(p, state, a, b), params, x, y)
+        new_params, new_opt = backend.apply_gradients(opt, opt_values, grads, params)
+        return list(new_params) + list(new_state) + list(new_opt), loss
+
+    run = backend.StatefulStep(step, trainable + non_trainable + list(opt.variables))
     rng = np.random.RandomState(seed)
     x_train = np.asarray(x_train, np.float32)
     y_train = np.asarray(y_train).astype(np.int32)
@@ -81,7 +88,7 @@ def train_judge_model(x_train, y_train, epochs=TRAIN_EPOCHS, batch_size=TRAIN_BA
         perm = rng.permutation(n)
         for i in range(0, n - batch_size + 1, batch_size):
             idx = perm[i:i + batch_size]
-            loss = step(x_train[idx], y_train[idx])
+            loss = run(x_train[idx], y_train[idx])
         if verbose:
             print(f"judge epoch {epoch + 1}/{epochs}: last batch loss {float(loss):.4f}", flush=True)
     return model
@@ -90,12 +97,9 @@ def train_judge_model(x_train, y_train, epochs=TRAIN_EPOCHS, batch_size=TRAIN_BA
 class Judge:
     """A trained MNIST classifier used to score generated samples.
 
-    Use :meth:`Judge.load` to get the cached one (trained and cached on first use). Subclasses for other
-    Keras backends replace :meth:`train` and :meth:`logits` (``ClientSideAttack.jax_runner.JaxJudge``).
+    Use :meth:`Judge.load` to get the cached one (trained and cached on first use); the cached weights serve
+    both Keras backends.
     """
-
-    #: Recorded in the cache's metadata when this class trains the judge (None: not recorded).
-    TRAINED_WITH = None
 
     def __init__(self, model, info=None):
         self.model = model
@@ -141,8 +145,7 @@ class Judge:
         info = {"version": version, "test_accuracy": acc, "train_seconds": round(seconds, 1),
                 "epochs": epochs, "train_images": int(len(x_train)), "batch_size": TRAIN_BATCH,
                 "learning_rate": TRAIN_LR, "seed": TRAIN_SEED}
-        if cls.TRAINED_WITH:
-            info["trained_with"] = cls.TRAINED_WITH
+        info["trained_with"] = f"keras-{keras.backend.backend()}"
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".tmp-{os.getpid()}-{weights.name}"
         model.save_weights(tmp)

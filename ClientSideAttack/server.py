@@ -1,14 +1,25 @@
-"""Server of sequential multi-client split learning and the attack's training loop (spec §9.4–§9.7).
+"""Server of sequential multi-client split learning and the attack's training loop (Pasquini et al., CCS 2021, §5;
+original ``ClientSideAttack/server.py``).
 
-One **server step** (:meth:`Server.train_step`) runs, inside one gradient tape, the client's
+One **server step** (:meth:`Server.train_step`) runs, in one forward pass differentiated once, the client's
 ``step0``, the server network and the client's ``step1`` (which computes the loss on the client),
 then applies **one** Adam step to the server's variables plus the variable group the client trains
 in that phase. One **iteration** (:meth:`Server.__call__`) visits every client in list order; the
 malicious client does a generator step at even iterations and a poisoning step at odd ones, and
 each honest client takes the next batch of a single shared data iterator (no per-client partition).
 
-Optimizer (spec §9.7, §12 row 19)
----------------------------------
+One implementation, two backends
+--------------------------------
+Each step kind is a pure function ``step(values, inputs, labels) -> (new_values, loss)`` in ``keras.ops``: the
+networks run through ``Model.stateless_call`` (BatchNorm statistics and Dropout seed states come back as new
+values), the gradients come from :func:`splitnn.backend.loss_grads` and the update from
+:func:`splitnn.backend.apply_gradients` (Keras' Adam, as a pure function). :class:`splitnn.backend.StatefulStep`
+binds it to the variables: a ``tf.function`` under TensorFlow (the default backend), a jitted step under
+``KERAS_BACKEND=jax``. The data come from ``tf.data`` under TensorFlow (as in the original) or from a
+:class:`splitnn.streams.ArrayStream` (either backend).
+
+Optimizer (Keras 3)
+-------------------
 The original shares one ``tf.keras`` Adam(1e-4) across all variable groups. The legacy TF 2.x
 optimizer accepted any variable subset on any call, kept per-variable moments and one global
 iteration counter. Keras 3 builds an optimizer on the variables of its first call and then raises
@@ -39,44 +50,51 @@ honest step); this is the same with the original's legacy optimizer.
 
 Compilation and training flags
 ------------------------------
-The original runs eagerly. By default each step kind is wrapped in ``tf.function`` (traced once per
-client kind and phase; honest clients that share ``f`` and ``ff`` share one trace); the computation
-is the same, it is only faster. ``run_eagerly=True`` runs the steps eagerly. ``f``, ``ff`` and ``G``
-run in training mode; the server network is called **without** a training flag, as in the
-original, so under Keras semantics its Dropout(0.3) is inactive (``server_training`` can set the
-flag explicitly; ``None`` is the faithful default).
+The original runs eagerly. By default each step kind is compiled (traced once per client kind and phase;
+honest clients that share ``f`` and ``ff`` share one step); the computation is the same, it is only faster.
+``run_eagerly=True`` runs the same pure steps eagerly. ``f``, ``ff`` and ``G`` run in training mode; the server
+network is called **without** a training flag, as in the original, so under Keras semantics its Dropout(0.3) is
+inactive (``server_training`` can set the flag explicitly; ``None`` is the faithful default).
 
 Iteration parity uses the server's running iteration counter, so ``server(2500); server(2500)``
 equals ``server(5000)``; for a single call this is the original's loop index.
 
 Checkpoints (not in the original)
 ---------------------------------
-:meth:`Server.save` writes everything a run depends on: every network (shared ones once), the
-optimizer(s), the iteration counter, each malicious client's noise generator and the position of the
-shared data iterator, shuffle buffer included (about 31 MB for MNIST). :meth:`Server.restore` loads it
-into a server built the same way, so ``server(2); save; new server; restore; server(2)`` continues the
-run as ``server(4)`` would have. A save goes to a new file set and then becomes the folder's ``latest`` in one
-atomic rename, so a process killed while saving leaves the previous save usable.
+:meth:`Server.save` writes everything a run depends on, in one format both backends read and write: every
+variable (networks, shared ones once, with their BatchNorm statistics and Dropout seed states; the optimizer(s);
+each malicious client's noise generator state) into ``<name>.npz``, by position; the iteration counter and the
+settings into ``<name>.json``; the position of the shared data iterator (an :class:`~splitnn.streams.ArrayStream`'s
+in the ``.npz``, a ``tf.data`` iterator's with its shuffle buffer in ``<name>.tfdata.*``). :meth:`Server.restore`
+loads it into a server built the same way, on either backend, so ``server(2); save; new server; restore;
+server(2)`` continues the run as ``server(4)`` would have. A save goes to a new file set and then becomes the
+folder's ``latest`` in one atomic rename, so a process killed while saving leaves the previous save usable.
 """
 
 import json
 import numbers
 import os
+import sys
 import time
+import warnings
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from splitnn.utils import config_differences, seed_generator_states
+from splitnn import backend
+from splitnn.streams import ArrayStream, is_array_stream
+from splitnn.utils import config_differences
 
 from . import archs
 from .clients import BadClient, Client
+from .dataset import SHUFFLE_BUFFER
 from .settings import GENERATOR, GRADIENT_FACTOR, HONEST, OPTIMIZER_MODES, check_training_options
 
-__all__ = ["Server", "build_attack", "OPTIMIZER_MODES", "output_shape"]
+__all__ = ["Server", "build_attack", "OPTIMIZER_MODES", "output_shape", "CHECKPOINT_FORMAT"]
 
+#: Written into every checkpoint's JSON; both backends read it.
+CHECKPOINT_FORMAT = "clientside-npz-v1"
 
 
 def _fmt(shape):
@@ -126,8 +144,43 @@ def _unique(variables):
     return out
 
 
+def _is_tf_dataset(ds):
+    if not backend.is_tensorflow():
+        return False
+    import tensorflow as tf  # only under TensorFlow
+    return isinstance(ds, tf.data.Dataset)
+
+
+def _tf_pipeline(x, y, seed):
+    import tensorflow as tf  # only under TensorFlow
+    return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(SHUFFLE_BUFFER, seed=seed,
+                                                               reshuffle_each_iteration=True)
+
+
+def _untouched_slots(optimizer, trained):
+    """ids of the optimizer slots (Adam's moments) of the variables a step does not train."""
+    slots = [getattr(optimizer, name, None) for name in ("_momentums", "_velocities", "_velocity_hats")]
+    slots = [s for s in slots if s]
+    trained_ids = {id(v) for v in trained}
+    return {id(s[i]) for i, v in enumerate(optimizer._trainable_variables) if id(v) not in trained_ids
+            for s in slots}
+
+
+class _EagerStep:
+    """:class:`splitnn.backend.StatefulStep`'s contract, run eagerly (``run_eagerly=True``)."""
+
+    def __init__(self, step, variables):
+        self.step, self.variables = step, list(variables)
+
+    def __call__(self, *inputs):
+        new_values, outputs = self.step(backend.variable_values(self.variables), *inputs)
+        backend.assign(self.variables, new_values)
+        return outputs
+
+
 class Server:
-    """Honest server running sequential split learning over ``clients``.
+    """Honest server running sequential split learning over ``clients`` (original ``Server(make_s, clients,
+    trainset, batch_size)``).
 
     Parameters
     ----------
@@ -135,17 +188,18 @@ class Server:
         Server network, or a zero-argument factory returning one (the original passes ``make_s``).
     clients : list of Client / BadClient
         Visited in order every iteration (original: [malicious] + 10 honest).
-    xpriv : tf.data.Dataset or (x, y)
+    xpriv : tf.data.Dataset, splitnn.streams.ArrayStream or (x, y)
         Unbatched stream of (image, label) pairs; batched here with ``drop_remainder=True`` and
-        repeated. A pair of arrays is turned into a dataset shuffled with a 10,000 buffer.
+        repeated. A pair of arrays is shuffled with a 10,000 buffer (``tf.data`` under TensorFlow, an
+        ``ArrayStream`` under JAX). ``tf.data`` needs the TensorFlow backend.
     batch_size : int
-        Batch size of honest clients and of the malicious client's noise (original: 256).
+        Batch size of honest clients and of the malicious client's noise unless it has its own (original: 256).
     learning_rate : float
         Adam learning rate (original: 1e-4); other Adam settings are the Keras defaults.
     optimizer : {"shared", "per_group"}
         See the module docstring; "shared" is the faithful default.
     run_eagerly : bool
-        Run the steps eagerly like the original instead of as ``tf.function``.
+        Run the steps eagerly like the original instead of compiled.
     server_training : None or bool
         Training flag passed to the server network; None (default) passes none, as the original.
     seed : int or None
@@ -174,24 +228,40 @@ class Server:
         self.batch_size, self.learning_rate, self.optimizer_mode, self.server_training = check_training_options(
             batch_size, learning_rate, optimizer, server_training)
         self.run_eagerly = bool(run_eagerly)
+        for c in clients:
+            if isinstance(c, BadClient) and c.batch_size is None:
+                c.batch_size = self.batch_size  # the original gives the attacker the same batch size
 
         if isinstance(xpriv, (tuple, list)) and len(xpriv) == 2:
-            x, y = xpriv
-            xpriv = tf.data.Dataset.from_tensor_slices((np.asarray(x, np.float32), np.asarray(y))).shuffle(
-                10_000, seed=seed, reshuffle_each_iteration=True)
-        if not isinstance(xpriv, tf.data.Dataset):
-            raise TypeError(f"xpriv must be a tf.data.Dataset of (image, label) or a pair (x, y), "
-                            f"got {type(xpriv).__name__}")
-        spec = xpriv.element_spec
-        if not (isinstance(spec, tuple) and len(spec) == 2):
-            raise ValueError(f"xpriv must yield (image, label) pairs, got element_spec {spec}")
-        if spec[0].shape.rank is None or None in spec[0].shape.as_list():
-            raise ValueError(f"xpriv must be unbatched with fully known image shape, got {spec[0].shape}")
-        self.image_shape = tuple(spec[0].shape.as_list())
+            x, y = np.asarray(xpriv[0], np.float32), np.asarray(xpriv[1])
+            xpriv = (_tf_pipeline(x, y, seed) if backend.is_tensorflow()
+                     else ArrayStream(x, y, shuffle_buffer=SHUFFLE_BUFFER, seed=seed))
+        if is_array_stream(xpriv):
+            if len(xpriv.label_shape) != 0:
+                raise ValueError(f"xpriv must yield (image, label) pairs with scalar labels, got label shape "
+                                 f"{xpriv.label_shape}")
+            self.image_shape = xpriv.element_shape
+            self._data_kind = "array_stream"
+        elif _is_tf_dataset(xpriv):
+            spec = xpriv.element_spec
+            if not (isinstance(spec, tuple) and len(spec) == 2):
+                raise ValueError(f"xpriv must yield (image, label) pairs, got element_spec {spec}")
+            if spec[0].shape.rank is None or None in spec[0].shape.as_list():
+                raise ValueError(f"xpriv must be unbatched with fully known image shape, got {spec[0].shape}")
+            self.image_shape = tuple(spec[0].shape.as_list())
+            self._data_kind = "tf.data"
+        else:
+            kinds = ("a tf.data.Dataset, " if backend.is_tensorflow() else "") + "a splitnn.streams.ArrayStream"
+            raise TypeError(f"xpriv must be {kinds} of (image, label) or a pair (x, y), got {type(xpriv).__name__}"
+                            f" (Keras backend: {backend.BACKEND})")
         self._validate_shapes()
 
-        self._data = iter(xpriv.batch(self.batch_size, drop_remainder=True).repeat()
-                          .prefetch(tf.data.AUTOTUNE))
+        if self._data_kind == "array_stream":
+            self._data = xpriv.batches(self.batch_size)
+        else:
+            import tensorflow as tf  # tf.data: TensorFlow backend only
+            self._data = iter(xpriv.batch(self.batch_size, drop_remainder=True).repeat()
+                              .prefetch(tf.data.AUTOTUNE))
         self._build_optimizers()
         self._steps = {}
         self.iteration = 0
@@ -264,35 +334,98 @@ class Server:
         return self._opt_by_group[tuple(sorted(id(v) for v in _unique(variables)))]
 
     # -- one step ---------------------------------------------------------------------------------
-    def _server_forward(self, a):
-        if self.server_training is None:
-            return self.s(a)
-        return self.s(a, training=self.server_training)
+    def _server_forward(self, a, call=None):
+        call = call or (lambda model, x, training: model(x) if training is None else model(x, training=training))
+        return call(self.s, a, self.server_training)
 
     def step_variables(self, client, phase):
         """Variables trained by a step of ``client`` in ``phase``: the server's plus the client's group."""
         return _unique(list(self.s.trainable_variables) + client.trainable_variables(phase))
 
+    def _step_parts(self, client, phase):
+        """The pure loss of a step and the variables it reads: ``(loss_fn, trainable, non_trainable, trained,
+        trained_idx)`` (``trained_idx``: the positions of ``trained`` in ``trainable``).
+
+        ``loss_fn(trained_values, trainable_values, non_trainable_values, inputs, labels) -> ((loss,),
+        new_non_trainable_values)``: the step's forward pass with the networks run statelessly, the trained
+        variables' values taken from ``trained_values`` (the ones differentiated) and the others' from
+        ``trainable_values``.
+        """
+        models = _unique([self.s] + client.step_models(phase))
+        trainable = [v for m in models for v in m.trainable_variables]
+        non_trainable = [v for m in models for v in m.non_trainable_variables]
+        t_slices, n_slices, t0, n0 = {}, {}, 0, 0
+        for m in models:
+            t_slices[id(m)] = (t0, t0 + len(m.trainable_variables))
+            n_slices[id(m)] = (n0, n0 + len(m.non_trainable_variables))
+            t0, n0 = t_slices[id(m)][1], n_slices[id(m)][1]
+        trained = self.step_variables(client, phase)
+        position = {id(v): i for i, v in enumerate(trainable)}
+        trained_idx = [position[id(v)] for v in trained]
+
+        def loss_fn(trained_values, trainable_values, non_trainable_values, inputs, labels):
+            params = list(trainable_values)
+            for k, i in enumerate(trained_idx):
+                params[i] = trained_values[k]
+            state = list(non_trainable_values)
+
+            def call(model, x, training):
+                (a, b), (c, d) = t_slices[id(model)], n_slices[id(model)]
+                kwargs = {} if training is None else {"training": training}
+                y, state[c:d] = model.stateless_call(params[a:b], state[c:d], x, **kwargs)
+                return y
+
+            a = client.step0(inputs, phase, call=call)
+            out = self._server_forward(a, call)
+            return (client.step1(out, labels, phase, call=call),), state
+
+        return loss_fn, trainable, non_trainable, trained, trained_idx
+
     def compute_gradients(self, client, inputs, labels=None, phase=HONEST):
-        """Forward/backward of one step without applying it: returns ``(loss, grads, variables)``."""
-        variables = self.step_variables(client, phase)
-        with tf.GradientTape() as tape:
-            a = client.step0(inputs, phase)
-            out = self._server_forward(a)
-            loss = client.step1(out, labels, phase)
-        grads = tape.gradient(loss, variables)
-        return loss, grads, variables
+        """Forward/backward of one step without applying it (no variable changes): ``(loss, grads, variables)``
+        with ``grads`` the gradients of the loss w.r.t. ``variables`` (:meth:`step_variables`)."""
+        loss_fn, trainable, non_trainable, trained, _ = self._step_parts(client, phase)
+        values = backend.variable_values(trainable)
+        state = backend.variable_values(non_trainable)
+        (loss,), _, (grads,) = backend.loss_grads(
+            lambda p, x, y: loss_fn(p[0], values, state, x, y), (backend.variable_values(trained),),
+            [(0, 0)], inputs, labels)
+        return loss, grads, trained
 
     def _make_step(self, client, phase):
-        variables = self.step_variables(client, phase)
-        opt = self.optimizer_for(variables)
+        """The compiled step of ``client`` in ``phase``: a pure step bound to the variables it changes (the trained
+        ones, the networks' non-trainable state, the optimizer's counter and the trained variables' moments).
+        The step's networks' other variables are inputs (read, not written back), and the moments of the
+        variables it does not train are left out altogether: the shared optimizer holds moments for every
+        network, and copying them through every step would cost more than a small step itself."""
+        loss_fn, trainable, non_trainable, trained, trained_idx = self._step_parts(client, phase)
+        opt = self.optimizer_for(trained)
+        trained_ids = {id(v) for v in trained}
+        frozen_idx = [i for i, v in enumerate(trainable) if id(v) not in trained_ids]
+        frozen = [trainable[i] for i in frozen_idx]
+        untouched = _untouched_slots(opt, trained)
+        opt_kept = [j for j, v in enumerate(opt.variables) if id(v) not in untouched]
+        ntr, nn = len(trained), len(non_trainable)
 
-        def step(inputs, labels):
-            loss, grads, _ = self.compute_gradients(client, inputs, labels, phase)
-            opt.apply_gradients(zip(grads, variables))
-            return loss
+        def step(values, frozen_values, inputs, labels):
+            trained_values, state, kept = values[:ntr], values[ntr:ntr + nn], values[ntr + nn:]
+            params = [None] * len(trainable)
+            for k, i in enumerate(trained_idx):
+                params[i] = trained_values[k]
+            for k, i in enumerate(frozen_idx):
+                params[i] = frozen_values[k]
+            # the untouched moments are neither read nor written by the update: placeholders, pruned by the compiler
+            opt_values = [keras.ops.zeros(v.shape, v.dtype) for v in opt.variables]
+            for k, j in enumerate(opt_kept):
+                opt_values[j] = kept[k]
+            (loss,), new_state, (grads,) = backend.loss_grads(
+                lambda p, x, y: loss_fn(p[0], params, state, x, y), (list(trained_values),), [(0, 0)], inputs, labels)
+            new_trained, new_opt = backend.apply_gradients(opt, opt_values, grads, trained_values, trained)
+            return list(new_trained) + list(new_state) + [new_opt[j] for j in opt_kept], loss
 
-        return step if self.run_eagerly else tf.function(step)
+        variables = trained + non_trainable + [opt.variables[j] for j in opt_kept]
+        runner = _EagerStep(step, variables) if self.run_eagerly else backend.StatefulStep(step, variables)
+        return lambda inputs, labels: runner(backend.variable_values(frozen), inputs, labels)
 
     def train_step(self, client, inputs, labels=None, phase=HONEST):
         """One split-learning step of ``client`` (one optimizer update); returns the loss tensor."""
@@ -307,17 +440,21 @@ class Server:
         return next(self._data)
 
     # -- training loop ----------------------------------------------------------------------------
-    def __call__(self, iterations, callback=None, callback_every=None, verbose=False):
+    def __call__(self, iterations, callback=None, callback_every=None, verbose=False, progress_bar=None):
         """Run ``iterations`` iterations; return ``(honest_losses, generator_losses)`` as float lists.
 
         ``callback(server, iteration)`` is called after every ``callback_every`` iterations (counted
-        on the running counter :attr:`iteration`) and after the last one.
+        on the running counter :attr:`iteration`) and after the last one. A progress bar (like the original's
+        ``tqdm``) is shown when standard output is a terminal, unless ``progress_bar=False``.
         """
         if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) or iterations < 0:
             raise ValueError(f"iterations must be a non-negative integer, got {iterations!r}")
         if callback_every is not None and (not isinstance(callback_every, numbers.Integral)
                                            or callback_every < 1):
             raise ValueError(f"callback_every must be a positive integer, got {callback_every!r}")
+        if progress_bar is None:
+            progress_bar = bool(getattr(sys.stdout, "isatty", lambda: False)())
+        bar = keras.utils.Progbar(int(iterations), unit_name="iteration") if progress_bar and iterations else None
         honest, gen = [], []
         t0 = time.perf_counter()
         for _ in range(int(iterations)):
@@ -325,7 +462,7 @@ class Server:
             for c in self.clients:
                 if isinstance(c, BadClient):
                     phase = c.phase_for(it)
-                    loss = self.train_step(c, c.sample_noise(self.batch_size), None, phase)
+                    loss = self.train_step(c, c.sample_noise(c.batch_size), None, phase)
                     if phase == GENERATOR:
                         gen.append(loss)
                 else:
@@ -334,18 +471,20 @@ class Server:
             self.iteration += 1
             done = self.iteration
             last = _ == iterations - 1
+            if bar is not None:
+                bar.update(_ + 1)
             if verbose and (last or (callback_every and done % callback_every == 0)):
                 rate = (_ + 1) / (time.perf_counter() - t0)
                 print(f"iteration {done}: {rate:.2f} it/s", flush=True)
             if callback is not None and (last or (callback_every and done % callback_every == 0)):
                 callback(self, done)
         # one device-to-host transfer per list instead of one per step
-        return ([float(v) for v in tf.stack(honest).numpy()] if honest else [],
-                [float(v) for v in tf.stack(gen).numpy()] if gen else [])
+        return ([float(v) for v in backend.to_numpy(keras.ops.stack(honest))] if honest else [],
+                [float(v) for v in backend.to_numpy(keras.ops.stack(gen))] if gen else [])
 
     # -- checkpoints ------------------------------------------------------------------------------
     def config(self):
-        """The settings a checkpoint must agree on (the networks' shapes are checked by TensorFlow)."""
+        """The settings a checkpoint must agree on (the variables' shapes are checked on restore)."""
         return {"clients": [c.kind for c in self.clients], "batch_size": self.batch_size,
                 "learning_rate": self.learning_rate, "optimizer": self.optimizer_mode,
                 "server_training": self.server_training, "image_shape": list(self.image_shape),
@@ -353,35 +492,51 @@ class Server:
                                "gradient_factor": c.gradient_factor}
                               for c in self.clients if isinstance(c, BadClient)]}
 
-    def _checkpoint(self):
-        items = {"server": self.s, "server_seeds": seed_generator_states(self.s), "data": self._data}
-        seen = {id(self.s)}
+    def state_variables(self):
+        """``(key, variable)`` of everything a run depends on: every network's variables (shared ones once,
+        BatchNorm statistics and Dropout seed states included), each attacker's noise generator state and the
+        optimizers' variables. Keys are positions (``server/3``), not Keras paths, which depend on how many
+        layers a process created before."""
+        items, seen = [], {id(self.s)}
+        items += [(f"server/{j}", v) for j, v in enumerate(self.s.variables)]
         for i, c in enumerate(self.clients):
             for role, model in c.models().items():
                 if id(model) not in seen:  # clients share f and ff in the original: save them once
                     seen.add(id(model))
-                    items[f"client{i}_{role}"] = model
-                    items[f"client{i}_{role}_seeds"] = seed_generator_states(model)
+                    items += [(f"client{i}_{role}/{j}", v) for j, v in enumerate(model.variables)]
             if isinstance(c, BadClient):
-                items[f"client{i}_noise"] = c._rng
+                items.append((f"client{i}_noise", c.noise_generator.state))
         for k, opt in enumerate(self.optimizers):
-            items[f"optimizer{k}"] = opt
-        return tf.train.Checkpoint(**items)
+            items += [(f"optimizer{k}/{j}", v) for j, v in enumerate(opt.variables)]
+        return items
 
     def save(self, directory, extra=None):
-        """Write the training state into the folder ``directory``: ``ckpt-<iteration>-<tag>.index``/``.data-*``, its
-        ``.json`` (iteration and :meth:`config`) and, given ``extra`` (a dict of NumPy-convertible values, such as
-        a benchmark's history), its ``.extra.npz``; then switch the file ``latest`` to it atomically and delete
-        older saves. A save cut short (a killed process) leaves the previous one in use. Returns the save's name."""
+        """Write the training state into the folder ``directory``: ``ckpt-<iteration>-<tag>.npz`` (every variable
+        and an ``ArrayStream``'s position), ``.tfdata.*`` (a ``tf.data`` iterator's position), ``.json``
+        (iteration, :meth:`config`, format) and, given ``extra`` (a dict of NumPy-convertible values, such as a
+        benchmark's history), ``.extra.npz``; then switch the file ``latest`` to it atomically and delete
+        older saves. A save cut short (a killed process) leaves the previous one in use. Returns the save's
+        name. The files are the same on both backends: a run saved under TensorFlow continues under JAX."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         name = f"ckpt-{self.iteration}-{os.getpid()}-{time.time_ns()}"  # unique: never overwrites the live save
-        self._checkpoint().write(str(directory / name))
-        meta = {"iteration": self.iteration, "config": self.config()}
-        (directory / f"{name}.json").write_text(json.dumps(meta))
+        arrays = {}
+        for key, v in self.state_variables():
+            value = backend.to_numpy(v.value)
+            arrays[f"var/{key}"] = value.astype(np.int64) if value.dtype.kind in "iu" else value
+        if self._data_kind == "array_stream":
+            arrays.update({f"data/{k}": np.asarray(v) for k, v in self._data.state().items()})
+        else:
+            import tensorflow as tf  # tf.data: TensorFlow backend only
+            tf.train.Checkpoint(data=self._data).write(str(directory / f"{name}.tfdata"))
+        with open(directory / f"{name}.npz", "wb") as fh:
+            np.savez(fh, **arrays)
+        meta = {"format": CHECKPOINT_FORMAT, "iteration": self.iteration, "config": self.config(),
+                "data": self._data_kind, "backend": backend.BACKEND}
         if extra:
             with open(directory / f"{name}.extra.npz", "wb") as fh:
                 np.savez(fh, **{k: np.asarray(v) for k, v in extra.items()})
+        (directory / f"{name}.json").write_text(json.dumps(meta))  # last: a save without it is incomplete
         tmp = directory / f".latest-{os.getpid()}"
         tmp.write_text(name)
         os.replace(tmp, directory / "latest")
@@ -396,20 +551,44 @@ class Server:
         return (Path(directory) / "latest").is_file()
 
     def restore(self, directory):
-        """Load the latest checkpoint :meth:`save` wrote into ``directory`` into this server, built like the saved
-        one (same clients, networks and settings; ValueError naming the differences otherwise). Returns the
-        save's ``extra`` as a dict of NumPy arrays (empty if none)."""
+        """Load the latest checkpoint :meth:`save` wrote into ``directory`` (under either backend) into this server,
+        built like the saved one (same clients, networks and settings; ValueError naming the differences
+        otherwise). Returns the save's ``extra`` as a dict of NumPy arrays (empty if none).
+
+        The data position is restored when the data are of the same kind as when saved (an ``ArrayStream``, or
+        ``tf.data``); otherwise (say a ``tf.data`` run resumed under JAX) the stream starts afresh, with a
+        warning."""
         directory = Path(directory)
         if not self.checkpoint_exists(directory):
             raise FileNotFoundError(f"no client-side attack checkpoint in {directory} (expected the file "
                                     f"{directory / 'latest'}, written by Server.save)")
         name = (directory / "latest").read_text().strip()
         meta = json.loads((directory / f"{name}.json").read_text())
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint {directory / name} has format {meta.get('format')!r}, expected "
+                             f"{CHECKPOINT_FORMAT!r} (written by another version of the package)")
         diff = config_differences(meta["config"], self.config())
         if diff:
             raise ValueError(f"checkpoint {directory / name} was written by a differently configured server "
                              f"(checkpoint, this server): {diff}")
-        self._checkpoint().read(str(directory / name)).assert_existing_objects_matched()
+        with np.load(directory / f"{name}.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        items = self.state_variables()
+        problems = [key for key, v in items if f"var/{key}" not in arrays
+                    or tuple(arrays[f"var/{key}"].shape) != tuple(v.shape)]
+        if problems or len([k for k in arrays if k.startswith("var/")]) != len(items):
+            raise ValueError(f"checkpoint {directory / name} does not match this server's networks "
+                             f"(missing or differently shaped: {problems[:5]})")
+        for key, v in items:
+            v.assign(arrays[f"var/{key}"].astype(str(v.dtype)))
+        if meta["data"] == self._data_kind == "array_stream":
+            self._data.set_state({k[len("data/"):]: v for k, v in arrays.items() if k.startswith("data/")})
+        elif meta["data"] == self._data_kind == "tf.data":
+            import tensorflow as tf  # tf.data: TensorFlow backend only
+            tf.train.Checkpoint(data=self._data).read(str(directory / f"{name}.tfdata")).assert_consumed()
+        else:
+            warnings.warn(f"checkpoint {directory / name} holds the position of a {meta['data']} stream, this "
+                          f"server reads a {self._data_kind} stream: the data order starts afresh", stacklevel=2)
         self.iteration = int(meta["iteration"])  # written with the state, in the same save
         extra_path = directory / f"{name}.extra.npz"
         if not extra_path.exists():
@@ -424,7 +603,7 @@ class Server:
         out = []
         for i in range(0, len(x), batch_size):
             a = c.f(x[i:i + batch_size], training=False)
-            out.append(c.ff(self.s(a, training=False), training=False).numpy())
+            out.append(backend.to_numpy(c.ff(self.s(a, training=False), training=False)))
         return np.concatenate(out, axis=0)
 
     def accuracy(self, x, y, client=0, batch_size=1000):
@@ -439,19 +618,18 @@ def build_attack(honest_clients=10, target_class=1, gradient_factor=GRADIENT_FAC
     """The original notebook's set-up: one shared ``f``, ``ff`` and ``G``; clients =
     [malicious] + ``honest_clients`` honest ones; MNIST training split; returns the :class:`Server`.
 
-    ``seed`` seeds model initialisation (``splitnn.utils.set_seed``), the data order and the
+    ``seed`` seeds model initialisation (:func:`splitnn.backend.set_seed`), the data order and the
     attacker's noise; the original has no seed.
     """
     if isinstance(honest_clients, bool) or not isinstance(honest_clients, numbers.Integral) or honest_clients < 0:
         raise ValueError(f"honest_clients must be a non-negative integer, got {honest_clients!r}")
     if seed is not None:
-        from splitnn import utils
-        utils.set_seed(int(seed), deterministic=deterministic)
+        backend.set_seed(int(seed), deterministic=deterministic)
     if xpriv is None:
         from .dataset import load_mnist
         xpriv, _ = load_mnist(seed=seed)
     f, ff, g = archs.make_f(), archs.make_ff(), archs.make_generator()
-    bad = BadClient(f, ff, g, target_class, gradient_factor=gradient_factor,
+    bad = BadClient(f, ff, g, batch_size, target_class, gradient_factor=gradient_factor,
                     seed=None if seed is None else int(seed) + 1, name="malicious")
     clients = [bad] + [Client(f, ff, name=f"honest{i}") for i in range(int(honest_clients))]
     return Server(archs.make_s, clients, xpriv, batch_size, learning_rate=learning_rate,

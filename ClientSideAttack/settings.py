@@ -1,6 +1,5 @@
-"""Constants and argument checks of the client-side attack, shared by the TensorFlow classes
-(:mod:`ClientSideAttack.clients`, :mod:`ClientSideAttack.server`) and the Keras-JAX runner
-(:mod:`ClientSideAttack.jax_runner`). TensorFlow-free on purpose: the runner's GPU machines have none.
+"""Constants and argument checks of the client-side attack (:mod:`ClientSideAttack.clients`,
+:mod:`ClientSideAttack.server`, the benchmark). Backend-free: imports neither Keras nor TensorFlow.
 """
 import math
 import numbers
@@ -25,7 +24,7 @@ __all__ = ["GRADIENT_FACTOR", "HONEST", "GENERATOR", "POISON", "PHASES", "OPTIMI
 
 
 def add_experiment_arguments(parser, out):
-    """The experiment's flags, shared by ``benchmarks/clientside_attack.py`` and its JAX twin; the defaults are
+    """The experiment's flags of ``benchmarks/clientside_attack.py`` (either backend); the defaults are
     the original run (target 1, 10 honest clients, batch 256, factor 1e5, 5,000 iterations). ``out``: the
     default output folder."""
     parser.add_argument("--iterations", type=int, default=5000, help="total iterations (resumed runs included)")

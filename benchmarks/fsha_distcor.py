@@ -32,15 +32,14 @@ from pathlib import Path
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tensorflow as tf  # noqa: E402
 
-from defenses import distance_correlation  # noqa: E402
+from defenses.distcor import distance_correlation  # noqa: E402
 from fsha import datasets, reference, runs  # noqa: E402
 from fsha.FSHA_distcor import FSHA_dc  # noqa: E402
 from splitnn.data import load_raw  # noqa: E402
 from splitnn.notebook import machine  # noqa: E402
 from splitnn.timing import time_round_robin  # noqa: E402
-from splitnn.utils import set_seed  # noqa: E402
+from splitnn.backend import set_seed  # noqa: E402
 
 TARGET_MSE = 0.035  # validation after 10,000 iterations (GPU, notebook architecture)
 
@@ -84,27 +83,31 @@ def load_streams(heldout, seed):
 
 
 def dcor_cost(f, x, reps):
-    """Median seconds of dCor forward+backward and of f's forward+backward on the batch ``x``."""
-    variables = f.trainable_variables
-    z = tf.constant(f(x, training=True))
+    """Median seconds of dCor forward+backward and of f's forward+backward on the batch ``x`` (compiled for the
+    backend, timed round-robin)."""
+    import keras
 
-    @tf.function
-    def dcor_fwd_bwd(xx, zz):
-        with tf.GradientTape() as tape:
-            tape.watch(zz)
-            d = distance_correlation(xx, zz)
-        return d, tape.gradient(d, zz)
+    from splitnn import backend
 
-    @tf.function
-    def client_fwd_bwd(xx):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(f(xx, training=True))  # stands in for the loss whose gradient f receives
-        return loss, tape.gradient(loss, variables)
+    tv, ntv = backend.variable_values(f.trainable_variables), backend.variable_values(f.non_trainable_variables)
+    z = f.stateless_call(tv, ntv, x, training=True)[0]
+
+    def dcor_fwd_bwd(zz, xx):
+        d, _, (g,) = backend.value_and_grad(lambda p, xs: (distance_correlation(xs, p[0]), None), [zz], xx)
+        return d, g
+
+    def client_fwd_bwd(params, xx):
+        # stands in for the loss whose gradient f receives
+        loss_fn = lambda p, xs: (keras.ops.mean(f.stateless_call(p, ntv, xs, training=True)[0]), None)  # noqa: E731
+        loss, _, grads = backend.value_and_grad(loss_fn, params, xx)
+        return loss, grads
+
+    dcor_c, client_c = backend.compile(dcor_fwd_bwd), backend.compile(client_fwd_bwd)
 
     def block(fn, *a):
-        return lambda: [t.numpy() for t in tf.nest.flatten(fn(*a))]
+        return lambda: [backend.to_numpy(t) for t in keras.tree.flatten(fn(*a))]
 
-    times = time_round_robin({'dcor': block(dcor_fwd_bwd, x, z), 'client': block(client_fwd_bwd, x)}, reps)
+    times = time_round_robin({'dcor': block(dcor_c, z, x), 'client': block(client_c, tv, x)}, reps)
     return {k: statistics.median(v) for k, v in times.items()}, tuple(z.shape)
 
 
@@ -152,10 +155,9 @@ def main(argv=None):
         print(f'target (validation <= {TARGET_MSE} at iteration 9,500 of 10,000, reference configuration) not '
               'checked: another configuration')
 
-    (x, _), = attack.client_dataset.take(1)
+    x = attack._next_batches()[0]
     med, z_shape = dcor_cost(attack.f, x, args.timing_reps)
-    print(f'\ndCor cost per batch (median of {args.timing_reps} round-robin timings, tf.function, '
-          f'{tf.config.list_logical_devices()[-1].name}):')
+    print(f'\ndCor cost per batch (median of {args.timing_reps} round-robin timings, compiled; {machine()}):')
     print(f'  dCor forward+backward, x {tuple(x.shape)} vs smashed {z_shape}: {1e3 * med["dcor"]:.2f} ms')
     print(f'  client f forward+backward (all {attack.f.count_params():,} params): {1e3 * med["client"]:.2f} ms')
     print(f'  ratio dCor / client step: {med["dcor"] / med["client"]:.3f}')

@@ -1,4 +1,4 @@
-"""FSHA on MNIST in the reference configuration (spec fsha.md §10): level 4, batch 64, WGAN, GP 500,
+"""FSHA on MNIST in the reference configuration (the original notebooks' setting): level 4, batch 64, WGAN, GP 500,
 learning rates 1e-5 / 1e-5 / 1e-4. Prints the running-mean validation curve, the final reconstruction error
 on held-out private images, steps per second, and the cost of one attack step relative to a bare
 forward + backward pass of the same four networks.
@@ -15,25 +15,26 @@ resumable (the same command continues from the latest checkpoint there, counting
 ``--max-seconds`` stops it in time, checkpointed, with exit status 3. ``--out`` writes a JSON summary, the log
 figure (with the original's curve) and reconstructions.
 
+The backend is Keras' (``KERAS_BACKEND=tensorflow`` by default, ``jax`` on a GPU machine without TensorFlow):
+the same attack code runs on both, and a checkpoint written by one is continued by the other.
+
     .venv/bin/python benchmarks/fsha_mnist.py --iterations 20 --log-frequency 5
+    KERAS_BACKEND=jax .venv/bin/python benchmarks/fsha_mnist.py --iterations 20 --log-frequency 5
     .venv/bin/python benchmarks/fsha_mnist.py --iterations 10000 --architecture notebook --seed 0 \
         --checkpoint-dir ~/fsha-ref --max-seconds 7000 --out results/fsha_mnist
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fsha import datasets, reference, runs  # noqa: E402
-from fsha.FSHA import FSHA, REFERENCE_HPARAMS, mse  # noqa: E402
+from fsha.FSHA import FSHA, REFERENCE_HPARAMS  # noqa: E402
 from splitnn.data import load_raw  # noqa: E402
 from splitnn.notebook import machine  # noqa: E402
-from splitnn.utils import set_seed  # noqa: E402
+from splitnn.backend import set_seed  # noqa: E402
 
 TARGET_MSE = 0.03  # running-mean validation after 10,000 iterations (issue #3)
 
@@ -55,25 +56,6 @@ def parse_args(argv=None):
     if args.log_frequency < 1:
         p.error(f'--log-frequency must be >= 1, got {args.log_frequency}')
     return args
-
-
-def bare_forward_backward(attack, jit):
-    """Forward + backward of f, pilot, decoder and D on one batch pair: no GP, no optimizer updates."""
-    variables = (attack.f.trainable_variables + attack.tilde_f.trainable_variables
-                 + attack.decoder.trainable_variables + attack.D.trainable_variables)
-
-    @tf.function(jit_compile=jit)
-    def step(x_private, x_public):
-        with tf.GradientTape() as tape:
-            z_private = attack.f(x_private, training=True)
-            z_public = attack.tilde_f(x_public, training=True)
-            loss = (tf.reduce_mean(attack.D(z_private, training=True))
-                    + tf.reduce_mean(attack.D(z_public, training=True))
-                    + mse(x_public, attack.decoder(z_public, training=True))
-                    + mse(x_private, attack.decoder(z_private, training=True)))
-        grads = tape.gradient(loss, variables)
-        return loss, tf.add_n([tf.reduce_sum(g) for g in grads])
-    return step
 
 
 def main(argv=None):
@@ -98,15 +80,7 @@ def main(argv=None):
                                   checkpoint_every=args.checkpoint_every, max_seconds=args.max_seconds,
                                   checkpoint_dir=args.checkpoint_dir)
 
-    bare = bare_forward_backward(attack, args.jit)
-    (xp, _), (xq, _) = next(iter(tf.data.Dataset.zip((attack.client_dataset, attack.attacker_dataset))))
-    bare(xp, xq)[0].numpy()  # trace
-    times = []
-    for _ in range(args.timing_reps):
-        t0 = time.perf_counter()
-        bare(xp, xq)[1].numpy()
-        times.append(time.perf_counter() - t0)
-    bare_s = float(np.median(times))
+    bare_s = runs.time_bare_step(attack, args.timing_reps, args.jit)
     print(f'bare forward+backward of f, pilot, decoder, D: {bare_s:.3f} s; attack step / bare = '
           + (f'{step_s / bare_s:.2f}' if step_s else 'n/a (this process ran no steps after its first)'))
 

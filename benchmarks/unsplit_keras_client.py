@@ -70,17 +70,17 @@ def main(argv=None):
                                     keras.layers.MaxPooling2D(2)])
     user_target = user_client(images[:1], training=False)
     user_clone = keras.models.clone_model(user_client)
+    npy = keras.ops.convert_to_numpy
     runs = {
-        "engine, 1 target": lambda: model_inversion_stealing(engine_clone, depth, targets[:1], None, 0.1, 1.0,
-                                                             args.rounds, config=cfg).numpy(),
-        "keras path, 1 target": lambda: model_inversion_stealing_keras(keras_clone, targets[:1],
-                                                                       config=cfg).numpy(),
-        "keras path, 1 target, XLA": lambda: model_inversion_stealing_keras(keras_clone, targets[:1],
-                                                                            config=xla).numpy(),
-        f"keras path, {args.batch} targets": lambda: model_inversion_stealing_keras(keras_clone, targets,
-                                                                                     config=cfg).numpy(),
-        "user client (Conv-BN-ReLU-Pool), 1 target": lambda: model_inversion_stealing_keras(
-            user_clone, user_target, config=cfg).numpy(),
+        "engine, 1 target": lambda: npy(model_inversion_stealing(engine_clone, depth, targets[:1], None, 0.1, 1.0,
+                                                                 args.rounds, config=cfg)),
+        "keras path, 1 target": lambda: npy(model_inversion_stealing_keras(keras_clone, targets[:1], config=cfg)),
+        "keras path, 1 target, XLA": lambda: npy(model_inversion_stealing_keras(keras_clone, targets[:1],
+                                                                                config=xla)),
+        f"keras path, {args.batch} targets": lambda: npy(model_inversion_stealing_keras(keras_clone, targets,
+                                                                                         config=cfg)),
+        "user client (Conv-BN-ReLU-Pool), 1 target": lambda: npy(model_inversion_stealing_keras(
+            user_clone, user_target, config=cfg)),
     }
     times = time_round_robin(runs, args.repeat, warmup=1)
     best = {name: min(t) for name, t in times.items()}

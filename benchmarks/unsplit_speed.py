@@ -1,19 +1,22 @@
-"""UnSplit inversion speed: the compiled TF loop against a plain eager PyTorch loop, and batched vs one image.
+"""UnSplit inversion speed: the compiled loop against a plain eager PyTorch loop, and batched vs one image.
 
-    python benchmarks/unsplit_speed.py [--dataset mnist] [--depth 2] [--rounds 50] [--batch 10]
+    [KERAS_BACKEND=jax] python benchmarks/unsplit_speed.py [--dataset mnist] [--depth 2] [--rounds 50] [--batch 10]
+                                                          [--engine auto|generic|fast]
 
 Measures, in one process, for the faithful schedule (main_iters x (input_iters + model_iters) = 1000 x (100 + 100)
-per image):
+per image), on the Keras backend of ``KERAS_BACKEND`` (TensorFlow by default):
 
-1. the TF port (``unsplit_tf.attacks``, XLA-compiled while loops, PyTorch-exact Adam) on one image: ``--rounds`` of
+1. the one implementation (``unsplit_tf.attacks``: compiled while loops, PyTorch-exact Adam; under TensorFlow by
+   default the XLA-compiled im2col forward, ``--engine generic`` for the Keras layers) on one image: ``--rounds`` of
    the 1000 rounds are timed and the per-image time is **extrapolated** (x 1000 / rounds);
 2. a straightforward eager PyTorch implementation of the same inner loop (the original's structure: zero_grad,
    forward, MSE + TV + l2, backward, Adam(amsgrad) step; target detached, which only helps PyTorch), one intra-op
    thread, ``--torch-rounds`` rounds, extrapolated the same way;
 3. ``--batch`` targets inverted at once (each with its own x~ and clone copy) against one image, same rounds;
-4. the **arithmetic floor** of that ratio: the first convolution's four matrix products that every input step +
-   clone step pair needs (two forwards, the input gradient, the weight gradient), alone in a compiled loop, for 1 and for
-   ``--batch`` models. No implementation of the same arithmetic on this machine can batch below that ratio.
+4. (TensorFlow) the **arithmetic floor** of that ratio: the first convolution's four matrix products that every
+   input step + clone step pair needs (two forwards, the input gradient, the weight gradient), alone in a
+   compiled loop, for 1 and for ``--batch`` models. No implementation of the same arithmetic on this machine can
+   batch below that ratio.
 
 Every timing is the best of ``--repeat`` runs (the machine may be shared; the spread is printed). Compile time
 is reported separately and excluded.
@@ -42,6 +45,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="TF intra-op threads (1 is best for these models)")
     p.add_argument("--torch-threads", type=int, default=1)
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--engine", default="auto", choices=("auto", "generic", "fast"),
+                   help="the clone's forward (InversionConfig.engine): auto = fast under TF, generic under JAX")
+    p.add_argument("--no-floor", action="store_true", help="skip the arithmetic floor (TensorFlow only)")
     p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     return p.parse_args(argv)
 
@@ -158,89 +164,112 @@ def product_floor(arch, batch, dtype, reps=2000, repeat=3):
     return best / reps
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    from unsplit_tf.util import configure_threads
-
-    configure_threads(args.threads, 1)
+def time_inversion(dataset, depth, rounds, batch, repeat, engine="auto"):
+    """Time ``rounds`` of the faithful schedule's rounds for one target and for ``batch`` targets (each with its own
+    x~ and clone copy) with the one implementation (``unsplit_tf.attacks``) on the current Keras backend; the
+    first call of each compiles (timed apart). Single and batched runs are interleaved, so that load changes hit
+    both alike. Returns a dict (seconds; per-image times extrapolated to the 1000 rounds)."""
     import numpy as np
-    import tensorflow as tf
+    from keras import ops
 
-    from unsplit_tf.attacks import InversionConfig, _run_engine
+    from unsplit_tf.attacks import InversionConfig, _run_engine, resolve_engine
     from unsplit_tf.models import build_model, check_split_depth
 
-    arch = "cifar" if args.dataset == "cifar" else "mnist"
-    depth = check_split_depth(arch, args.depth)
+    arch = "cifar" if dataset == "cifar" else "mnist"
+    depth = check_split_depth(arch, depth)
+    if rounds < 1 or batch < 1 or repeat < 1:
+        raise ValueError("--rounds, --batch and --repeat must be >= 1")
     rng = np.random.default_rng(0)
-    imgs, source = load_images(args.dataset, arch, max(args.batch, 1), rng)
+    imgs, source = load_images(dataset, arch, max(batch, 1), rng)
     client = build_model(arch, seed=1)
     clone = build_model(arch, seed=2)
     smashed = client(imgs, end=depth)
-    cfg = InversionConfig()
-    steps_per_round = cfg.input_iters + cfg.model_iters
-    run_cfg = InversionConfig(main_iters=args.rounds)
+    cfg = InversionConfig(engine=engine)
+    run_cfg = InversionConfig(main_iters=rounds, engine=engine)
 
-    def tf_run(b):
-        x, _ = _run_engine(clone, depth, smashed[:b], run_cfg, 0.1)
-        x.numpy()
+    def run(b, c=run_cfg):
+        x, _ = _run_engine(clone, depth, smashed[:b], c, 0.1)
+        ops.convert_to_numpy(x)
 
     t0 = time.perf_counter()
-    _run_engine(clone, depth, smashed[:1], InversionConfig(main_iters=1), 0.1)[0].numpy()
+    run(1, InversionConfig(main_iters=1, engine=engine))
     compile_1 = time.perf_counter() - t0
     t0 = time.perf_counter()
-    _run_engine(clone, depth, smashed[:args.batch], InversionConfig(main_iters=1), 0.1)[0].numpy()
+    run(batch, InversionConfig(main_iters=1, engine=engine))
     compile_b = time.perf_counter() - t0
-
-    # interleave the single and batched timings so that load changes hit both alike
     singles, batches = [], []
-    for _ in range(args.repeat):
-        singles.append(timed(lambda: tf_run(1), 1)[0])
-        batches.append(timed(lambda: tf_run(args.batch), 1)[0])
+    for _ in range(repeat):
+        singles.append(timed(lambda: run(1), 1)[0])
+        batches.append(timed(lambda: run(batch), 1)[0])
     t1, tb = min(singles), min(batches)
-    scale = cfg.main_iters / args.rounds
-    sec_per_image = t1 * scale
-    steps_per_s = args.rounds * steps_per_round / t1
+    scale = cfg.main_iters / rounds
+    steps = rounds * (cfg.input_iters + cfg.model_iters)
+    return {"dataset": dataset, "arch": arch, "depth": depth, "rounds_timed": rounds, "scale": scale,
+            "engine": resolve_engine(cfg), "images": source, "imgs": imgs,
+            "compile_s_single": compile_1, "compile_s_batched": compile_b,
+            "single_s_for_rounds": t1, "single_runs": singles, "sec_per_image_extrapolated": t1 * scale,
+            "steps_per_s": steps / t1, "batch": batch, "batched_s_for_rounds": tb, "batched_runs": batches,
+            "batched_over_single": tb / t1, "batched_sec_per_image_extrapolated": tb * scale / batch}
 
-    res = {"dataset": args.dataset, "depth": depth, "rounds_timed": args.rounds, "scale": scale,
-           "tf_version": tf.__version__, "threads": args.threads, "images": source,
-           "compile_s_single": compile_1, "compile_s_batched": compile_b,
-           "tf_single_s_for_rounds": t1, "tf_single_runs": singles,
-           "tf_sec_per_image_extrapolated": sec_per_image, "tf_steps_per_s": steps_per_s,
-           "batch": args.batch, "tf_batched_s_for_rounds": tb, "tf_batched_runs": batches,
-           "batched_over_single": tb / t1, "batched_sec_per_image_extrapolated": tb * scale / args.batch}
+
+def main(argv=None):
+    args = parse_args(argv)
+    from splitnn import backend
+    from unsplit_tf.util import configure_threads
+
+    configure_threads(args.threads, 1)  # TensorFlow only
+    import numpy as np
+
+    t = time_inversion(args.dataset, args.depth, args.rounds, args.batch, args.repeat, args.engine)
+    imgs = t.pop("imgs")
+    depth, arch, source = t["depth"], t["arch"], t["images"]
+    t1, tb, scale = t["single_s_for_rounds"], t["batched_s_for_rounds"], t["scale"]
+    sec_per_image, steps_per_s = t["sec_per_image_extrapolated"], t["steps_per_s"]
+    singles, batches = t["single_runs"], t["batched_runs"]
+    cfg_iters = (100, 100)
+    if backend.is_tensorflow():
+        import tensorflow as tf
+        version = f"TF {tf.__version__}, intra-op threads {args.threads}"
+    else:
+        import jax
+        version = f"JAX {jax.__version__} on {jax.devices()[0]}"
+    name = f"{backend.BACKEND}, engine {t['engine']}"
+    res = dict(t, backend=backend.BACKEND, version=version, threads=args.threads,
+               tf_single_s_for_rounds=t1, tf_sec_per_image_extrapolated=sec_per_image)
     print(f"UnSplit inversion speed, {args.dataset} split depth {depth}, faithful schedule 1000 x (100 + 100) "
           f"steps per image; {source}")
-    print(f"machine: {os.cpu_count()} CPU cores (shared; timings are best of {args.repeat}), TF intra-op threads "
-          f"{args.threads}, TF {tf.__version__}")
-    print(f"XLA compile: {compile_1:.1f} s (1 target), {compile_b:.1f} s ({args.batch} targets) [excluded]")
-    print(f"TF port, 1 image : {args.rounds} rounds in {t1:.3f} s (runs: {', '.join(f'{s:.3f}' for s in singles)})"
+    print(f"machine: {os.cpu_count()} CPU cores (shared; timings are best of {args.repeat}), {version}")
+    print(f"compile: {t['compile_s_single']:.1f} s (1 target), {t['compile_s_batched']:.1f} s ({args.batch} targets) "
+          f"[excluded]")
+    print(f"{name}, 1 image : {args.rounds} rounds in {t1:.3f} s (runs: {', '.join(f'{s:.3f}' for s in singles)})"
           f" -> {steps_per_s:,.0f} steps/s -> {sec_per_image:.1f} s per image (extrapolated x{scale:g})")
-    print(f"TF port, {args.batch} images batched: {args.rounds} rounds in {tb:.3f} s (runs: "
+    print(f"{name}, {args.batch} images batched: {args.rounds} rounds in {tb:.3f} s (runs: "
           f"{', '.join(f'{s:.3f}' for s in batches)}) -> {tb / t1:.2f}x the time of one image "
           f"({tb * scale / args.batch:.1f} s per image, extrapolated)")
-    floor_1 = product_floor(arch, 1, tf.float32)
-    floor_b = product_floor(arch, args.batch, tf.float32)
-    res.update({"floor_products_s_single": floor_1, "floor_products_s_batched": floor_b,
-                "floor_ratio": floor_b / floor_1})
-    print(f"arithmetic floor: the first convolution's 4 products alone take {1e6 * floor_1:.1f} us per step pair "
-          f"for 1 model and {1e6 * floor_b:.1f} us for {args.batch} -> {floor_b / floor_1:.2f}x: batching cannot go "
-          f"below that on this machine (with {args.threads} intra-op thread(s))")
+    if backend.is_tensorflow() and not args.no_floor:
+        floor_1 = product_floor(arch, 1, tf.float32)
+        floor_b = product_floor(arch, args.batch, tf.float32)
+        res.update({"floor_products_s_single": floor_1, "floor_products_s_batched": floor_b,
+                    "floor_ratio": floor_b / floor_1})
+        print(f"arithmetic floor: the first convolution's 4 products alone take {1e6 * floor_1:.1f} us per step "
+              f"pair for 1 model and {1e6 * floor_b:.1f} us for {args.batch} -> {floor_b / floor_1:.2f}x: batching "
+              f"cannot go below that on this machine (with {args.threads} intra-op thread(s))")
     if not args.no_torch:
         try:
             nchw = np.transpose(imgs[:1], (0, 3, 1, 2)).copy()
-            tt, ttimes, tver = torch_reference(arch, depth, nchw, args.torch_rounds, cfg.input_iters,
-                                               cfg.model_iters, args.torch_threads, max(1, min(args.repeat, 2)))
-            t_scale = cfg.main_iters / args.torch_rounds
+            tt, ttimes, tver = torch_reference(arch, depth, nchw, args.torch_rounds, *cfg_iters,
+                                               args.torch_threads, max(1, min(args.repeat, 2)))
+            t_scale = 1000 / args.torch_rounds
             torch_sec = tt * t_scale
             res.update({"torch_version": tver, "torch_threads": args.torch_threads,
                         "torch_rounds_timed": args.torch_rounds, "torch_s_for_rounds": tt, "torch_runs": ttimes,
-                        "torch_steps_per_s": args.torch_rounds * steps_per_round / tt,
+                        "torch_steps_per_s": args.torch_rounds * sum(cfg_iters) / tt,
                         "torch_sec_per_image_extrapolated": torch_sec, "speedup_tf_over_torch": torch_sec /
                         sec_per_image})
             print(f"PyTorch {tver} eager reference, {args.torch_threads} thread: {args.torch_rounds} rounds in "
                   f"{tt:.3f} s -> {res['torch_steps_per_s']:,.0f} steps/s -> {torch_sec:.1f} s per image "
                   f"(extrapolated x{t_scale:g})")
-            print(f"speedup per image, TF port over PyTorch eager: {torch_sec / sec_per_image:.1f}x "
+            print(f"speedup per image, {name} over PyTorch eager: {torch_sec / sec_per_image:.1f}x "
                   f"(requirement >= 10x); batched {args.batch} vs 1: {tb / t1:.2f}x (requirement < 3x)")
         except ImportError:
             print("PyTorch not installed: reference timing skipped")

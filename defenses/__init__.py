@@ -1,7 +1,7 @@
 """Defenses against split-learning inference attacks.
 
 * :mod:`defenses.distcor` - the sample distance correlation of the original ``defense.py``
-  (spec ``fsha.md`` section 8): :func:`distance_correlation`, :func:`distance_covariance`,
+  (Vepakomma et al.'s NoPeek statistic): :func:`distance_correlation`, :func:`distance_covariance`,
   :func:`distance_variance`, :func:`distance_correlation_sq` (alias :func:`dcor_squared`),
   :func:`log_distance_correlation`, :func:`dcor_penalty`, :func:`pairwise_distances`.
 * :mod:`defenses.nopeek` - NoPeek split learning (:class:`NoPeekSplitModel`) and the MNIST

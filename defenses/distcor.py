@@ -44,7 +44,8 @@ Numerical details (none of them changes the statistic; all are documented deviat
   gradient). dCov is 0 in that case as well.
 
 All functions work on any input rank (the first axis is the batch), in float32 and float64,
-eagerly, inside ``tf.function`` and under XLA (``jit_compile=True``), and are differentiable.
+eagerly, inside ``tf.function``, under XLA (``jit_compile=True``) and under ``jax.jit`` (they are written in
+``keras.ops``: Keras' TensorFlow and JAX backends alike), and are differentiable.
 Integer inputs (e.g. uint8 images) are cast to float32. Mixed float inputs are computed in the
 widest of the two dtypes (float16/bfloat16 are computed in float32); the result has that dtype.
 """
@@ -53,8 +54,9 @@ from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 __all__ = [
     "DEFAULT_EPS",
@@ -84,18 +86,19 @@ _LOG_FLOOR = 1e-12
 # --------------------------------------------------------------------------- helpers
 
 
+def _dtype(t):
+    return keras.backend.standardize_dtype(t.dtype)
+
+
 def _compute_dtype(*tensors):
     """float64 if any input is float64, else float32 (ints and half types -> float32)."""
-    for t in tensors:
-        if t.dtype == tf.float64:
-            return tf.float64
-    return tf.float32
+    return 'float64' if any(_dtype(t) == 'float64' for t in tensors) else 'float32'
 
 
 def _check_eps(eps):
     if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-        # tensors are allowed too (e.g. a tf.Variable); only python numbers are validated here
-        if tf.is_tensor(eps):
+        # tensors are allowed too (e.g. a variable); only python numbers are validated here
+        if ops.is_tensor(eps) or isinstance(eps, keras.Variable):
             return
         raise TypeError(f"eps must be a real number (the clamp on squared distances, default "
                         f"{DEFAULT_EPS}); got {eps!r} of type {type(eps).__name__}")
@@ -108,30 +111,28 @@ def flatten_batch(x, dtype=None):
 
     ``dtype`` defaults to float64 for float64 input and float32 otherwise.
     """
-    x = tf.convert_to_tensor(x)
-    if x.shape.rank is not None and x.shape.rank == 0:
+    x = ops.convert_to_tensor(x)
+    if len(x.shape) == 0:
         raise ValueError(f"expected a batch with a leading sample axis, got a scalar (shape "
-                         f"{x.shape})")
+                         f"{tuple(x.shape)})")
     if dtype is None:
         dtype = _compute_dtype(x)
-    if x.dtype != dtype:
-        x = tf.cast(x, dtype)
-    if x.shape.rank == 1:
+    if _dtype(x) != dtype:
+        x = ops.cast(x, dtype)
+    if len(x.shape) == 1:
         return x[:, None]
-    if x.shape.rank == 2:
+    if len(x.shape) == 2:
         return x
-    n = tf.shape(x)[0]
-    d = None
-    if x.shape[1:].is_fully_defined():
-        d = int(x.shape[1:].num_elements())
-    return tf.reshape(x, [n, d if d is not None else -1])
+    if all(d is not None for d in x.shape[1:]):
+        return ops.reshape(x, [-1, int(np.prod(x.shape[1:]))])
+    return ops.reshape(x, [ops.shape(x)[0], -1])  # per-sample shape known only at run time (tf.function)
 
 
 def _prepare_pair(x, y):
-    x = tf.convert_to_tensor(x)
-    y = tf.convert_to_tensor(y)
+    x = ops.convert_to_tensor(x)
+    y = ops.convert_to_tensor(y)
     for name, t in (("x", x), ("y", y)):
-        if t.shape.rank is not None and t.shape.rank == 0:
+        if len(t.shape) == 0:
             raise ValueError(f"{name} must be a batch with a leading sample axis, got a scalar")
     nx, ny = x.shape[0], y.shape[0]
     if nx is not None and ny is not None and nx != ny:
@@ -147,21 +148,23 @@ def _squared_distances(x2d):
     Values at or below the formula's rounding resolution, ``16 * machine_eps * (||X_i||^2 +
     ||X_j||^2)``, are set to 0: they are rounding noise of coinciding rows (and the diagonal).
     """
-    xc = x2d - tf.reduce_mean(x2d, axis=0, keepdims=True)
-    sq = tf.reduce_sum(tf.square(xc), axis=1, keepdims=True)
-    gram = tf.matmul(xc, xc, transpose_b=True)
-    norms = sq + tf.transpose(sq)
+    xc = x2d - ops.mean(x2d, axis=0, keepdims=True)
+    sq = ops.sum(ops.square(xc), axis=1, keepdims=True)
+    gram = ops.matmul(xc, ops.transpose(xc))
+    norms = sq + ops.transpose(sq)
     d2 = norms - 2.0 * gram
-    resolution = (16.0 * float(np.finfo(x2d.dtype.as_numpy_dtype).eps)) * norms
-    d2 = tf.where(d2 <= resolution, tf.zeros_like(d2), d2)
+    resolution = (16.0 * float(np.finfo(_dtype(x2d)).eps)) * norms
+    zeros = ops.zeros_like(d2)
+    d2 = ops.where(d2 <= resolution, zeros, d2)
     # ||x_i - x_i||^2 is exactly 0 (already the case above unless all norms are 0; kept explicit)
-    return tf.linalg.set_diag(d2, tf.zeros_like(sq[:, 0]))
+    n = ops.shape(d2)[0]
+    return ops.where(ops.cast(ops.eye(n), 'bool'), zeros, d2)
 
 
 def _safe_sqrt(v):
     """sqrt(max(v, 0)) with value 0 and gradient 0 where v <= 0 (never NaN/inf)."""
     pos = v > 0
-    return tf.where(pos, tf.sqrt(tf.where(pos, v, tf.ones_like(v))), tf.zeros_like(v))
+    return ops.where(pos, ops.sqrt(ops.where(pos, v, ops.ones_like(v))), ops.zeros_like(v))
 
 
 def pairwise_distances(x, eps=DEFAULT_EPS):
@@ -172,23 +175,23 @@ def pairwise_distances(x, eps=DEFAULT_EPS):
     _check_eps(eps)
     x2d = flatten_batch(x)
     d2 = _squared_distances(x2d)
-    return tf.sqrt(tf.maximum(d2, tf.cast(eps, d2.dtype)))
+    return ops.sqrt(ops.maximum(d2, ops.cast(eps, _dtype(d2))))
 
 
 def double_centre(a):
     """``A_ij = a_ij - mean_i. - mean_.j + mean_..`` for a square matrix ``a``."""
-    a = tf.convert_to_tensor(a)
-    row = tf.reduce_mean(a, axis=1, keepdims=True)
-    col = tf.reduce_mean(a, axis=0, keepdims=True)
-    return a - row - col + tf.reduce_mean(row)
+    a = ops.convert_to_tensor(a)
+    row = ops.mean(a, axis=1, keepdims=True)
+    col = ops.mean(a, axis=0, keepdims=True)
+    return a - row - col + ops.mean(row)
 
 
 def _centred_distances(x2d, eps):
     d2 = _squared_distances(x2d)
-    eps_t = tf.cast(eps, d2.dtype)
-    a = tf.sqrt(tf.maximum(d2, eps_t))
+    eps_t = ops.cast(eps, _dtype(d2))
+    a = ops.sqrt(ops.maximum(d2, eps_t))
     # all squared distances at/below the clamp: a is constant, A is 0 up to rounding
-    degenerate = tf.reduce_max(d2) <= eps_t
+    degenerate = ops.max(d2) <= eps_t
     return double_centre(a), degenerate
 
 
@@ -198,11 +201,11 @@ def _moments(x, y, eps):
     x2d, y2d = _prepare_pair(x, y)
     a, deg_x = _centred_distances(x2d, eps)
     b, deg_y = _centred_distances(y2d, eps)
-    return tf.reduce_mean(a * b), tf.reduce_mean(a * a), tf.reduce_mean(b * b), tf.logical_or(deg_x, deg_y)
+    return ops.mean(a * b), ops.mean(a * a), ops.mean(b * b), ops.logical_or(deg_x, deg_y)
 
 
 def _zero_where(flag, v):
-    return tf.where(flag, tf.zeros_like(v), v)
+    return ops.where(flag, ops.zeros_like(v), v)
 
 
 # --------------------------------------------------------------------------- public API
@@ -222,7 +225,7 @@ def distance_variance(x, eps=DEFAULT_EPS):
     _check_eps(eps)
     x2d = flatten_batch(x)
     a, deg = _centred_distances(x2d, eps)
-    return _zero_where(deg, _safe_sqrt(tf.reduce_mean(a * a)))
+    return _zero_where(deg, _safe_sqrt(ops.mean(a * a)))
 
 
 def distance_correlation_sq(x, y, eps=DEFAULT_EPS):
@@ -233,10 +236,10 @@ def distance_correlation_sq(x, y, eps=DEFAULT_EPS):
     """
     sab, saa, sbb, deg = _moments(x, y, eps)
     den = _safe_sqrt(saa) * _safe_sqrt(sbb)
-    ok = tf.logical_and(tf.logical_not(deg), den > 0)
-    r2 = sab / tf.where(ok, den, tf.ones_like(den))
+    ok = ops.logical_and(ops.logical_not(deg), den > 0)
+    r2 = sab / ops.where(ok, den, ops.ones_like(den))
     # mean(A*B) >= 0 in exact arithmetic (V-statistic); clip rounding noise below 0
-    return tf.where(ok, tf.maximum(r2, tf.zeros_like(r2)), tf.zeros_like(r2))
+    return ops.where(ok, ops.maximum(r2, ops.zeros_like(r2)), ops.zeros_like(r2))
 
 
 #: Alias of :func:`distance_correlation_sq`.
@@ -259,7 +262,7 @@ def distance_correlation(x, y, eps=DEFAULT_EPS, log=False):
     """
     value = _safe_sqrt(distance_correlation_sq(x, y, eps=eps))
     if log:
-        return tf.math.log(tf.maximum(value, tf.cast(_LOG_FLOOR, value.dtype)))
+        return ops.log(ops.maximum(value, ops.cast(_LOG_FLOOR, _dtype(value))))
     return value
 
 

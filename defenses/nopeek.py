@@ -1,11 +1,11 @@
 """NoPeek: distance-correlation defense for honest split learning, and a small trade-off study.
 
 The client minimises ``alpha1 * dCor(x, client(x)) + task_loss`` (NoPeek; the same term as the
-client-side defense of the original ``FSHA_distcor.py``, spec ``fsha.md`` sections 7-8). Here the
+client-side defense of the original ``FSHA_distcor.py``). Here the
 split model is trained honestly: one forward pass, one optimizer step on the summed loss. The dCor
 term does not depend on the server's weights, so the server's gradient is that of the task loss
 alone and the client's gradient is that of the full NoPeek objective (this is the "one step on the
-summed loss" alternative of spec section 12, row 13; the FSHA_dc attack itself, with its two Adam
+summed loss" alternative to the attack's two Adam steps; the FSHA_dc attack itself, with its two Adam
 steps, lives in ``fsha/FSHA_distcor.py``).
 
 * :class:`NoPeekSplitModel` - a ``keras.Model`` made of any client and server network (built-in or
@@ -26,8 +26,9 @@ from typing import Callable, Optional, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
-from keras import layers
+from keras import layers, ops
+
+from splitnn import backend
 
 from defenses.distcor import (_LOG_FLOOR, DCOR_FORMS, DEFAULT_EPS,
                                            distance_correlation)
@@ -130,17 +131,17 @@ def check_split_compatible(client, server, input_shape=None):
 
 def _hits(y, y_pred):
     """Per-sample argmax hits (1.0 / 0.0); integer labels ([B] or [B, 1]) or one-hot labels ([B, K])."""
-    y = tf.convert_to_tensor(y)
-    if y.shape.rank == y_pred.shape.rank and y.shape[-1] is not None and y.shape[-1] > 1:
-        y = tf.argmax(y, axis=-1)
-    y = tf.reshape(tf.cast(y, tf.int64), [-1])
-    hits = tf.equal(tf.argmax(y_pred, axis=-1, output_type=tf.int64), y)
-    return tf.cast(hits, tf.float32)
+    y = ops.convert_to_tensor(y)
+    if len(y.shape) == len(y_pred.shape) and y.shape[-1] is not None and y.shape[-1] > 1:
+        y = ops.argmax(y, axis=-1)
+    y = ops.reshape(ops.cast(y, 'int32'), [-1])
+    hits = ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), 'int32'), y)
+    return ops.cast(hits, 'float32')
 
 
 def _reduce_loss(value):
-    value = tf.convert_to_tensor(value)
-    return tf.reduce_mean(value) if value.shape.rank else value
+    value = ops.convert_to_tensor(value)
+    return ops.mean(value) if len(value.shape) else value
 
 
 class NoPeekSplitModel(keras.Model):
@@ -169,7 +170,9 @@ class NoPeekSplitModel(keras.Model):
     ``accuracy`` itself (means over the epoch's batches; accuracy over its samples). Accuracy is
     the argmax hit rate, for integer labels or one-hot labels (same rank as the predictions).
 
-    ``alpha1`` is baked into the traced train function: build a new model to change it.
+    ``alpha1`` is baked into the traced train function: build a new model to change it. Written on Keras'
+    ``call`` / ``compute_loss`` / ``compute_metrics`` hooks, so Keras' own training step runs it on the
+    TensorFlow and the JAX backend alike.
     """
 
     def __init__(self, client, server, alpha1, *, dcor_form="plain", eps=DEFAULT_EPS,
@@ -224,55 +227,38 @@ class NoPeekSplitModel(keras.Model):
         return [self.loss_tracker, self.task_loss_tracker, self.dcor_tracker,
                 self.accuracy_tracker]
 
+    # -- the loss: Keras' own training and evaluation steps (on every backend) call these
     def call(self, x, training=False):
-        return self.server(self.client(x, training=training), training=training)
-
-    # -- steps
-    def _unpack(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if y is None:
-            raise ValueError("NoPeekSplitModel needs (x, y) data: labels are required for the task "
-                             "loss")
-        if sample_weight is not None:
-            raise ValueError("sample weights are not supported by NoPeekSplitModel")
-        return x, y
-
-    def _compute_terms(self, x, y, training):
-        if self.task_loss_fn is None:
-            raise RuntimeError("call compile() before training or evaluating NoPeekSplitModel")
         self._ensure_compatible(x.shape)
         smashed = self.client(x, training=training)
-        y_pred = self.server(smashed, training=training)
-        task = _reduce_loss(self.task_loss_fn(y, y_pred))
-        dcor = distance_correlation(x, smashed, eps=self.eps)
+        # the smashed batch of this forward pass, for compute_loss (called next, in the same trace)
+        self._smashed = smashed
+        return self.server(smashed, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """``alpha1 * dCor(x, client(x)) + task_loss(y, y_pred)``; also updates the loss, task_loss and dcor
+        trackers."""
+        if self.task_loss_fn is None:
+            raise RuntimeError("call compile() before training or evaluating NoPeekSplitModel")
+        if y is None:
+            raise ValueError("NoPeekSplitModel needs (x, y) data: labels are required for the task loss")
+        if sample_weight is not None:
+            raise ValueError("sample weights are not supported by NoPeekSplitModel")
+        task = ops.cast(_reduce_loss(self.task_loss_fn(y, y_pred)), "float32")
+        dcor = distance_correlation(x, self._smashed, eps=self.eps)
         if self.dcor_form == "plain":
             penalty = dcor
         else:  # same floor as distance_correlation(log=True)
-            penalty = tf.math.log(tf.maximum(dcor, tf.cast(_LOG_FLOOR, dcor.dtype)))
-        task = tf.cast(task, tf.float32)
-        loss = self.alpha1 * tf.cast(penalty, tf.float32) + task
-        return loss, task, tf.cast(dcor, tf.float32), y_pred
-
-    def _update_metrics(self, loss, task, dcor, y, y_pred):
+            penalty = ops.log(ops.maximum(dcor, ops.cast(_LOG_FLOOR, dcor.dtype)))
+        loss = self.alpha1 * ops.cast(penalty, "float32") + task
         self.loss_tracker.update_state(loss)
         self.task_loss_tracker.update_state(task)
-        self.dcor_tracker.update_state(dcor)
+        self.dcor_tracker.update_state(ops.cast(dcor, "float32"))
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
         self.accuracy_tracker.update_state(_hits(y, y_pred))
         return {m.name: m.result() for m in self.metrics}
-
-    def train_step(self, data):
-        x, y = self._unpack(data)
-        with tf.GradientTape() as tape:
-            loss, task, dcor, y_pred = self._compute_terms(x, y, training=True)
-        variables = self.trainable_variables
-        grads = tape.gradient(loss, variables)
-        self.optimizer.apply(grads, variables)
-        return self._update_metrics(loss, task, dcor, y, y_pred)
-
-    def test_step(self, data):
-        x, y = self._unpack(data)
-        loss, task, dcor, y_pred = self._compute_terms(x, y, training=False)
-        return self._update_metrics(loss, task, dcor, y, y_pred)
 
 
 # --------------------------------------------------------------------------- built-in networks
@@ -321,10 +307,23 @@ def inversion_decoder(smashed_shape, output_shape=(28, 28, 1), base=32, name="in
 # --------------------------------------------------------------------------- study pieces
 
 
+def _stateless_predict(model):
+    def predict(values, x):
+        n = len(model.trainable_variables)
+        return model.stateless_call(values[:n], values[n:], x, training=False)[0]
+    return predict
+
+
+def _ordered(model):
+    """``model.trainable_variables + model.non_trainable_variables`` (stateless_call's order)."""
+    return model.trainable_variables + model.non_trainable_variables
+
+
 def _predict(model, x, batch_size=256):
-    fn = tf.function(lambda t: model(t, training=False))
-    out = [fn(tf.convert_to_tensor(x[i:i + batch_size])).numpy()
-           for i in range(0, len(x), batch_size)]
+    variables = _ordered(model)
+    fn = backend.compile(_stateless_predict(model))
+    values = backend.variable_values(variables)
+    out = [backend.to_numpy(fn(values, x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
     return np.concatenate(out, axis=0)
 
 
@@ -334,12 +333,10 @@ def heldout_dcor(client, x, batch_size=64, eps=DEFAULT_EPS):
     if n_batches == 0:
         raise ValueError(f"need at least batch_size={batch_size} samples, got {len(x)}")
 
-    @tf.function
-    def one(xb):
-        return distance_correlation(xb, client(xb, training=False), eps=eps)
-
-    values = [float(one(tf.convert_to_tensor(x[i * batch_size:(i + 1) * batch_size])))
-              for i in range(n_batches)]
+    forward = _stateless_predict(client)
+    one = backend.compile(lambda values, xb: distance_correlation(xb, forward(values, xb), eps=eps))
+    weights = backend.variable_values(_ordered(client))
+    values = [float(one(weights, x[i * batch_size:(i + 1) * batch_size])) for i in range(n_batches)]
     return float(np.mean(values))
 
 
@@ -350,7 +347,7 @@ def train_inversion_decoder(client, x_public, x_eval, epochs=5, batch_size=64,
     per-image MSE on the input scale)``."""
     z_public = _predict(client, x_public)
     z_eval = _predict(client, x_eval)
-    keras.utils.set_random_seed(seed)
+    backend.set_seed(seed)
     dec = inversion_decoder(z_public.shape[1:], output_shape=x_public.shape[1:])
     dec.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
     dec.fit(z_public, x_public, epochs=epochs, batch_size=batch_size, verbose=verbose,
@@ -418,7 +415,7 @@ def tradeoff_study(alphas: Sequence[float] = (0.0, 1.0, 5.0, 20.0), *, data=None
 
     results = []
     for alpha in alphas:
-        keras.utils.set_random_seed(seed)
+        backend.set_seed(seed)
         client = client_fn(x_train.shape[1:])
         server = server_fn(_client_output_shape(client, x_train.shape[1:])[1:])
         model = NoPeekSplitModel(client, server, alpha)

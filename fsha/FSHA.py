@@ -1,4 +1,4 @@
-"""The Feature-space Hijacking Attack (FSHA) and its property-inference variant (spec ``fsha.md`` §3, §5, §6).
+"""The Feature-space Hijacking Attack (FSHA) and its property-inference variant (Pasquini et al., CCS 2021, §3; the original ``FSHA.py``).
 
 ``FSHA(xpriv, xpub, id_setup, batch_size, hparams)`` has the original's public API: calling the object with
 ``(iterations, verbose=, progress_bar=, log_frequency=)`` trains and returns the log array; ``attack(x)``,
@@ -29,8 +29,13 @@ Deviations from the original, and why:
 * ``hparams`` is validated up front (the original fails deep inside training, or never, on bad values);
   ``gradient_penalty=None`` means "no GP" (the original would crash on ``float(None)``).
 * ``scoreAttack`` raises on a dataset smaller than one batch (the original divides by zero).
-* The GP's interpolation coefficients come from a ``tf.random.Generator`` (seedable, saved in checkpoints)
-  instead of the global ``tf.random.uniform``; same distribution.
+* The GP's interpolation coefficients are drawn by NumPy from (seed, iteration) instead of the global
+  ``tf.random.uniform``; same distribution, the same draws on both backends. An unseeded attack draws its seed once (saved in checkpoints).
+* Written once in ``keras.ops`` on :mod:`splitnn.backend`: the step is a pure function of the variables' values
+  (``stateless_call``, one forward pass, every gradient from it), run as a ``tf.function`` under TensorFlow and
+  jitted under JAX (``KERAS_BACKEND=jax``). Checkpoints are one ``.npz`` file that both backends read and write.
+  Data: ``tf.data`` streams (TensorFlow only) or :class:`splitnn.streams.ArrayStream` (both backends; what the
+  loaders return under JAX); an ArrayStream's position is saved in checkpoints, a ``tf.data`` one's is not.
 * Options not in the original, all off by default: user-supplied networks, ``gp_norm='per_sample'``,
   ``gp_eps``, ``saturating_f_loss`` (paper's log(1 - D) form), ``architecture='notebook'``,
   ``d_stem='intended'``, ``resblock_bn``, ``seed``, ``jit_compile``, checkpointing.
@@ -45,14 +50,26 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from fsha import architectures
 from fsha.hparams import (GP_NORMS, OPTION_DEFAULTS, REFERENCE_HPARAMS, _positive_int,  # noqa: F401
                           make_optimizers, resolve_options, validate_hparams)
-from splitnn.utils import check_output_shape, per_sample_output_shape, seed_generator_states, set_seed
+from splitnn import backend, checkpoints
+from splitnn.streams import ArrayStream
+from splitnn.utils import check_output_shape, per_sample_output_shape
 
 # ----------------------------------------------------------------------------------------------- losses
+
+
+def _f32(x):
+    return ops.cast(ops.convert_to_tensor(x), 'float32')
+
+
+def sigmoid_cross_entropy(labels, logits):
+    """Element-wise ``tf.nn.sigmoid_cross_entropy_with_logits``: max(x, 0) - x z + log(1 + exp(-|x|))."""
+    return ops.maximum(logits, 0.0) - logits * labels + ops.log1p(ops.exp(-ops.abs(logits)))
+
 
 def adversarial_losses(adv_priv, adv_pub, wgan, saturating=False):
     """``(f_loss, D_loss)`` from critic outputs on client features (``adv_priv``) and pilot features.
@@ -63,83 +80,130 @@ def adversarial_losses(adv_priv, adv_pub, wgan, saturating=False):
     ``D_loss = [BCE(1, adv_pub) + BCE(0, adv_priv)] / 2``. ``saturating=True`` (not in the original) uses
     the paper's eq. (3) instead: ``f_loss = mean log(1 - sigmoid(adv_priv))``.
     """
-    adv_priv = tf.convert_to_tensor(adv_priv, tf.float32)
-    adv_pub = tf.convert_to_tensor(adv_pub, tf.float32)
+    adv_priv, adv_pub = _f32(adv_priv), _f32(adv_pub)
     if wgan:
-        return tf.reduce_mean(adv_priv), tf.reduce_mean(adv_pub) - tf.reduce_mean(adv_priv)
+        return ops.mean(adv_priv), ops.mean(adv_pub) - ops.mean(adv_priv)
 
     def bce(label, logits):
-        labels = tf.fill(tf.shape(logits), tf.constant(label, logits.dtype))
-        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+        return ops.mean(sigmoid_cross_entropy(ops.full_like(logits, label), logits))
 
     f_loss = -bce(0.0, adv_priv) if saturating else bce(1.0, adv_priv)
     d_loss = (bce(1.0, adv_pub) + bce(0.0, adv_priv)) / 2.0
     return f_loss, d_loss
 
 
-def gradient_penalty(D, z_priv, z_pub, norm='per_channel', eps=0.0, alpha=None, rng=None, training=True):
+def _check_gp_norm(norm, rank, shape):
+    if norm not in GP_NORMS:
+        raise ValueError(f'gp norm must be one of {GP_NORMS}, got {norm!r}')
+    if norm == 'per_channel' and rank < 3:
+        raise ValueError(f"gp norm 'per_channel' needs features [B, ..., C] with spatial axes, got shape "
+                         f"{tuple(shape)}; use gp_norm='per_sample'")
+
+
+def penalty_from_critic(critic, z_private, z_public, alpha, norm='per_channel', eps=0.0):
+    """``(gp, aux)``: the WGAN-GP term for a critic given as ``critic(x) -> (scores, aux)`` (e.g. a
+    ``stateless_call`` that also returns the critic's updated non-trainable state)."""
+    rank = len(z_private.shape)
+    _check_gp_norm(norm, rank, z_private.shape)
+    x_hat = alpha * z_private + (1.0 - alpha) * z_public
+    # summed over the batch: samples do not interact in D
+    grad, aux = backend.input_gradient(critic, x_hat)
+    axes = list(range(1, rank - 1)) if norm == 'per_channel' else list(range(1, rank))
+    norms = ops.sqrt(ops.sum(ops.square(grad), axis=axes) + eps)
+    return ops.mean(ops.square(norms - 1.0)), aux
+
+
+def gradient_penalty(D, z_priv, z_pub, norm='per_channel', eps=0.0, alpha=None, key=None, training=True):
     """WGAN-GP term ``mean((||dD/dx_hat|| - 1)^2)`` at ``x_hat = alpha * z_priv + (1 - alpha) * z_pub``.
 
     ``norm='per_channel'`` (the original): one norm per (sample, channel) over the spatial axes, averaged
     over B x C. ``norm='per_sample'``: the standard WGAN-GP norm over all feature axes. ``eps`` is added
-    inside the square root (the original has none). ``alpha`` defaults to U(0, 1) per sample, drawn from
-    ``rng`` (a ``tf.random.Generator``) when given.
+    inside the square root (the original has none). ``alpha`` defaults to U(0, 1) per sample, drawn from the
+    stateless ``key`` (:func:`splitnn.backend.step_key`) when given, else from Keras' global generator.
+    ``D`` is called as is (a Keras model or any callable); the attack itself threads D's state explicitly.
     """
-    if norm not in GP_NORMS:
-        raise ValueError(f'gp norm must be one of {GP_NORMS}, got {norm!r}')
-    z_priv = tf.convert_to_tensor(z_priv)
-    z_pub = tf.convert_to_tensor(z_pub)
-    rank = z_priv.shape.rank
-    if norm == 'per_channel' and rank < 3:
-        raise ValueError(f"gp norm 'per_channel' needs features [B, ..., C] with spatial axes, got shape "
-                         f"{tuple(z_priv.shape)}; use gp_norm='per_sample'")
+    z_priv, z_pub = _f32(z_priv), _f32(z_pub)
+    rank = len(z_priv.shape)
+    _check_gp_norm(norm, rank, z_priv.shape)
     if alpha is None:
-        shape = tf.concat([tf.shape(z_priv)[:1], tf.ones([rank - 1], tf.int32)], axis=0)
-        alpha = rng.uniform(shape, dtype=z_priv.dtype) if rng is not None else tf.random.uniform(
-            shape, dtype=z_priv.dtype)
-    x_hat = alpha * z_priv + (1.0 - alpha) * z_pub
-    with tf.GradientTape() as tape:
-        tape.watch(x_hat)
-        score = D(x_hat, training=training)
-    grad = tape.gradient(score, x_hat)  # summed over the batch: samples do not interact in D
-    axes = list(range(1, rank - 1)) if norm == 'per_channel' else list(range(1, rank))
-    norms = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=axes) + eps)
-    return tf.reduce_mean(tf.square(norms - 1.0))
+        shape = (z_priv.shape[0],) + (1,) * (rank - 1)
+        alpha = backend.uniform(shape, key) if key is not None else keras.random.uniform(shape)
+    kwargs = {'training': training} if isinstance(D, keras.Model) else {}
+    gp, _ = penalty_from_critic(lambda x: (D(x, **kwargs), None), z_priv, z_pub, _f32(alpha), norm, eps)
+    return gp
 
 
 def mse(a, b):
     """Plain MSE over every element (the original's Keras MSE on equal-sized images gives the same)."""
-    return tf.reduce_mean(tf.square(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
+    return ops.mean(ops.square(_f32(a) - _f32(b)))
 
 
 # ------------------------------------------------------------------------------------------- validation
 
+def _is_tf_dataset(ds):
+    return type(ds).__module__.startswith('tensorflow')
+
+
+def as_stream(ds, what):
+    """An attack's data argument: a ``tf.data`` stream (TensorFlow backend), an :class:`ArrayStream`, or an
+    array of images (wrapped in an ArrayStream with the original's 10,000-image shuffle buffer)."""
+    if isinstance(ds, ArrayStream):
+        return ds
+    if isinstance(ds, np.ndarray):
+        return ArrayStream(ds)
+    if _is_tf_dataset(ds):
+        if not backend.is_tensorflow():
+            raise TypeError(f'{what} is a tf.data dataset, which needs Keras\' TensorFlow backend; under '
+                            f'{backend.BACKEND!r} pass a splitnn.streams.ArrayStream (what the package\'s loaders '
+                            'return there)')
+        return ds
+    raise TypeError(f'{what} must be an unbatched stream of (image, label) pairs (a tf.data.Dataset, a '
+                    f'splitnn.streams.ArrayStream) or an array of images, got {type(ds).__name__}')
+
+
 def _image_spec(ds, what):
-    if not isinstance(ds, tf.data.Dataset):
-        raise TypeError(f'{what} must be an unbatched tf.data.Dataset of (image, label) pairs, got '
-                        f'{type(ds).__name__}')
+    """``(label_spec, image_shape)`` of an unbatched stream; label_spec is ``(dtype name, shape)`` or None."""
+    ds = as_stream(ds, what)
+    if isinstance(ds, ArrayStream):
+        return (ds.labels.dtype.name, ds.label_shape), ds.element_shape
     spec = ds.element_spec
     image_spec = spec[0] if isinstance(spec, tuple) else spec
     if not image_spec.shape.is_fully_defined():
         raise ValueError(f'{what}: image shape must be fully defined (an unbatched stream), got '
                          f'{image_spec.shape}')
-    return spec, tuple(int(d) for d in image_spec.shape)
+    label = (spec[1].dtype.name, tuple(spec[1].shape)) if isinstance(spec, tuple) and len(spec) == 2 else None
+    return label, tuple(int(d) for d in image_spec.shape)
 
 
 def _with_labels(ds):
     """Streams of bare images get a dummy label so every step has the original's 4 arguments."""
-    if isinstance(ds.element_spec, tuple):
+    if isinstance(ds, ArrayStream) or isinstance(ds.element_spec, tuple):
         return ds
+    import tensorflow as tf
     return ds.map(lambda x: (x, tf.zeros([], tf.uint8)))
 
 
+def _batched(ds, batch_size):
+    """Endless batches of ``batch_size`` (each pass's remainder dropped), as the original's
+    ``.batch(batch_size, drop_remainder=True).repeat(-1)``."""
+    if isinstance(ds, ArrayStream):
+        return ds.batches(batch_size)
+    return iter(_with_labels(ds).batch(batch_size, drop_remainder=True).repeat(-1))
+
+
 # -------------------------------------------------------------------------------------------- the class
+
+#: The trained groups of variables and the optimizer of each: f (``optimizer0``), the attacker's
+#: f~ + decoder (``optimizer1``), the critic D (``optimizer2``).
+GROUPS = ('f', 'attacker', 'D')
+
 
 class FSHA:
     """Feature-space hijacking attack: ``FSHA(xpriv, xpub, id_setup, batch_size, hparams, **options)``.
 
     Arguments as in the original: unbatched ``(image, label)`` streams for the client (``xpriv``) and the
-    attacker (``xpub``); ``id_setup`` indexes :data:`fsha.architectures.SETUPS` (3 = split level 4, as in
+    attacker (``xpub``) (``tf.data`` under TensorFlow, :class:`splitnn.streams.ArrayStream` on both backends, or
+    arrays of images); ``id_setup`` indexes :data:`fsha.architectures.SETUPS` (3 = split level 4, as in
     the notebooks); ``hparams`` needs ``WGAN``, ``lr_f``, ``lr_tilde``, ``lr_D`` and optionally
     ``gradient_penalty`` (the GP is used whenever the key is present).
 
@@ -152,12 +216,12 @@ class FSHA:
       when the notebooks were run). ``d_stem='effective'|'intended'``. ``resblock_bn=False`` (f's ResBlocks).
     * ``gp_norm='per_channel'|'per_sample'``, ``gp_eps=0.0``, ``saturating_f_loss=False`` (non-WGAN only).
     * ``seed=None`` (seeds weights and the GP's sampling; for data order also seed before building the
-      streams), ``jit_compile=False`` (XLA-compile the step).
+      streams), ``jit_compile=False`` (XLA-compile the step under TensorFlow; JAX always compiles).
     * ``checkpoint_dir=None``: restore the latest checkpoint there if any, save after every call (and
       every ``checkpoint_every`` steps). ``save(path)`` / ``restore(path)`` do the same by hand.
 
-    Subclasses change the step by overriding :meth:`train_step` (returning one value per entry of
-    ``LOG_COLUMNS``) and reuse :meth:`critic_losses` and :meth:`apply_updates`.
+    Subclasses change the step by overriding :meth:`forward` (the losses and LOG row from one forward pass)
+    and :meth:`update_plan` (which loss updates which group, in which order).
     """
 
     LOG_COLUMNS = ('f_loss', 'tilde_f_loss', 'D_loss', 'loss_c_verification')
@@ -185,16 +249,18 @@ class FSHA:
         self.jit_compile = bool(opts['jit_compile'])
         self.seed = opts['seed']
         if self.seed is not None:
-            set_seed(int(self.seed))
+            backend.set_seed(int(self.seed))
+        # the GP's draws are keyed by (run seed, iteration); an unseeded attack draws its run seed here
+        self._run_seed = int(self.seed) if self.seed is not None else int(np.random.SeedSequence().generate_state(1)[0] >> 1)
 
-        _, self.input_shape = _image_spec(xpriv, 'xpriv')
-        _, pub_shape = _image_spec(xpub, 'xpub')
+        xpriv, xpub = as_stream(xpriv, 'xpriv'), as_stream(xpub, 'xpub')
+        priv_label, self.input_shape = _image_spec(xpriv, 'xpriv')
+        pub_label, pub_shape = _image_spec(xpub, 'xpub')
         if pub_shape != self.input_shape:
             raise ValueError(f'xpriv images have shape {self.input_shape} but xpub images {pub_shape}')
-        self._check_label_spec(xpriv, 'xpriv')
-        self._check_label_spec(xpub, 'xpub')
-        self.client_dataset = _with_labels(xpriv).batch(self.batch_size, drop_remainder=True).repeat(-1)
-        self.attacker_dataset = _with_labels(xpub).batch(self.batch_size, drop_remainder=True).repeat(-1)
+        self._check_label_spec(priv_label, 'xpriv')
+        self._check_label_spec(pub_label, 'xpub')
+        self.xpriv, self.xpub = xpriv, xpub
 
         make_f, make_tilde_f, make_decoder, make_D = architectures.SETUPS[self.id_setup]
         self.f = client if client is not None else make_f(self.input_shape, resblock_bn=opts['resblock_bn'])
@@ -220,33 +286,19 @@ class FSHA:
         self.optimizer0, self.optimizer1, self.optimizer2 = make_optimizers(
             self.hparams, self.f, self.tilde_f, self.decoder, self.D)
 
-        ncol = len(self.LOG_COLUMNS)
-        self._iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name='iteration')
+        self._iteration = 0
         # Running sum of row / log_frequency since the last logged step, one entry per LOG column.
-        self._mean_acc = tf.Variable(np.zeros([ncol]), dtype=tf.float64, trainable=False,
-                                     name='running_mean_accumulator')
+        self._mean_acc = np.zeros(len(self.LOG_COLUMNS))
         # One entry per logged step: its global index, its single-step LOG row, the running-mean row.
-        self._log_steps = tf.Variable(np.zeros([0], np.int64), shape=tf.TensorShape([None]), trainable=False)
-        self._log_rows = tf.Variable(np.zeros([0, ncol]), shape=tf.TensorShape([None, ncol]), trainable=False)
-        self._mean_rows = tf.Variable(np.zeros([0, ncol]), shape=tf.TensorShape([None, ncol]), trainable=False)
-        self._rng = (tf.random.Generator.from_seed(int(self.seed)) if self.seed is not None
-                     else tf.random.Generator.from_non_deterministic_state())
+        self._log_steps, self._log_rows, self._mean_rows = [], [], []
         self._step_fn = None
-        self._data_iterator = None
-        self.checkpoint = tf.train.Checkpoint(
-            f=self.f, tilde_f=self.tilde_f, decoder=self.decoder, D=self.D, optimizer0=self.optimizer0,
-            optimizer1=self.optimizer1, optimizer2=self.optimizer2, iteration=self._iteration,
-            running_mean_accumulator=self._mean_acc, log_steps=self._log_steps, log_rows=self._log_rows,
-            running_mean_rows=self._mean_rows, rng=self._rng,
-            # Dropout masks of user-supplied networks: not saved with the Keras models themselves
-            seed_states={name: seed_generator_states(net) for name, net in (
-                ('f', self.f), ('tilde_f', self.tilde_f), ('decoder', self.decoder), ('D', self.D))})
+        self._client_batches = self._attacker_batches = None
+        self._inference = {}
         self.checkpoint_every = (None if checkpoint_every is None
                                  else _positive_int(checkpoint_every, 'checkpoint_every'))
         self.checkpoint_manager = None
         if checkpoint_dir is not None:
-            self.checkpoint_manager = tf.train.CheckpointManager(self.checkpoint, os.fspath(checkpoint_dir),
-                                                                 max_to_keep=max_checkpoints)
+            self.checkpoint_manager = checkpoints.CheckpointManager(checkpoint_dir, max_to_keep=max_checkpoints)
             if self.checkpoint_manager.latest_checkpoint:
                 self.restore(self.checkpoint_manager.latest_checkpoint)
                 print(f'Restored {self.checkpoint_manager.latest_checkpoint} at iteration {self.iteration}')
@@ -261,30 +313,118 @@ class FSHA:
         out = per_sample_output_shape(self.decoder, self.z_shape, 'decoder f~^-1')
         check_output_shape(out, self.input_shape, 'decoder f~^-1 (it must map features back to the image shape)')
 
-    def _check_label_spec(self, ds, what):
+    def _check_label_spec(self, label_spec, what):
         pass  # FSHA ignores labels
+
+    # ------------------------------------------------------------------------------------ networks, state
+
+    @property
+    def networks(self):
+        """``{'f', 'tilde_f', 'decoder', 'D'}``: the four networks, in the step's order."""
+        return {'f': self.f, 'tilde_f': self.tilde_f, 'decoder': self.decoder, 'D': self.D}
+
+    @property
+    def optimizers(self):
+        return (self.optimizer0, self.optimizer1, self.optimizer2)
+
+    def _group_networks(self, group):
+        return {'f': ('f',), 'attacker': ('tilde_f', 'decoder'), 'D': ('D',)}[group]
+
+    def _state_variables(self):
+        """Every variable the step reads and writes, in a fixed order: the networks' trainable then
+        non-trainable variables, then the three optimizers' variables."""
+        for opt, group in zip(self.optimizers, GROUPS):
+            if not opt.built:  # an optimizer swapped in by hand before the first step
+                opt.build([v for n in self._group_networks(group) for v in self.networks[n].trainable_variables])
+        nets = self.networks.values()
+        return ([v for net in nets for v in net.trainable_variables]
+                + [v for net in nets for v in net.non_trainable_variables]
+                + [v for opt in self.optimizers for v in opt.variables])
+
+    def _split_values(self, values):
+        """``(trainable, non_trainable, optimizer)``: dicts by network name and a list per optimizer."""
+        values, out = list(values), []
+        for attr in ('trainable_variables', 'non_trainable_variables'):
+            part = {}
+            for name, net in self.networks.items():
+                n = len(getattr(net, attr))
+                part[name], values = values[:n], values[n:]
+            out.append(part)
+        opt_values = []
+        for opt in self.optimizers:
+            n = len(opt.variables)
+            opt_values.append(values[:n])
+            values = values[n:]
+        return out[0], out[1], opt_values
 
     # --------------------------------------------------------------------------------------------- step
 
-    def critic_losses(self, z_private, z_public, adv_private, adv_public):
-        """``(f_loss, D_loss)``, D_loss including the weighted GP when enabled. Call inside the tape."""
+    @staticmethod
+    def apply(net, trainable, non_trainable, x, training):
+        """``(y, new_non_trainable)``: a stateless call of ``net`` (BatchNorm statistics threaded through)."""
+        return net.stateless_call(trainable, non_trainable, x, training=training)
+
+    def _critic_losses(self, z_private, z_public, adv_private, adv_public, critic, alpha):
+        """``(f_loss, D_loss, gp_aux)``; D_loss includes the weighted GP when enabled, computed through
+        ``critic(x) -> (scores, aux)`` at the coefficients ``alpha``."""
         f_loss, d_loss = adversarial_losses(adv_private, adv_public, self.wgan, self.saturating_f_loss)
+        aux = None
         if self.gp_weight is not None:
-            gp = gradient_penalty(self.D, z_private, z_public, norm=self.gp_norm, eps=self.gp_eps, rng=self._rng)
+            gp, aux = penalty_from_critic(critic, z_private, z_public, alpha, self.gp_norm, self.gp_eps)
             d_loss = d_loss + self.gp_weight * gp
+        return f_loss, d_loss, aux
+
+    def _threaded_critic_losses(self, tv, ntv, z_private, z_public, adv_private, adv_public, alpha):
+        """``(f_loss, D_loss)`` inside the step: the GP's D(x_hat) call is stateless and its non-trainable state
+        (BatchNorm statistics of a user's D) is threaded on in ``ntv['D']`` (updated in place)."""
+        d_state = ntv['D']
+        f_loss, d_loss, gp_state = self._critic_losses(
+            z_private, z_public, adv_private, adv_public, alpha=alpha,
+            critic=lambda x: self.apply(self.D, tv['D'], d_state, x, True))
+        if gp_state is not None:
+            ntv['D'] = gp_state
         return f_loss, d_loss
 
-    @staticmethod
-    def apply_loss(tape, loss, variables, optimizer):
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
+    def critic_losses(self, z_private, z_public, adv_private, adv_public, alpha=None):
+        """``(f_loss, D_loss)`` of the step, D_loss including the weighted GP when enabled, with D called as is
+        (inference of its current weights) and ``alpha`` by default the current iteration's draw."""
+        if alpha is None:
+            alpha = self.gp_coefficients(self._iteration, int(z_private.shape[0]))
+        f_loss, d_loss, _ = self._critic_losses(z_private, z_public, adv_private, adv_public,
+                                                lambda x: (self.D(x, training=True), None), alpha)
+        return f_loss, d_loss
 
-    def apply_updates(self, tape, f_loss, tilde_f_loss, d_loss):
-        """The three Adam updates in the original's order: f, then f~ + decoder, then D."""
-        self.apply_loss(tape, f_loss, self.f.trainable_variables, self.optimizer0)
-        self.apply_loss(tape, tilde_f_loss, self.tilde_f.trainable_variables + self.decoder.trainable_variables,
-                        self.optimizer1)
-        self.apply_loss(tape, d_loss, self.D.trainable_variables, self.optimizer2)
+    def forward_core(self, tv, ntv, x_private, x_public, alpha):
+        """The step's single forward pass: ``(out, new_ntv)``, ``out`` holding ``z_private``, ``f_loss``,
+        ``tilde_f_loss``, ``D_loss`` and ``loss_c_verification`` (the private batch's reconstruction error, for
+        monitoring only).
+
+        ``tv``/``ntv`` hold each network's trainable / non-trainable values; ``new_ntv`` are the non-trainable
+        values after the calls, BatchNorm statistics updated in the original's call order: f(x_priv),
+        decoder(z_priv), D(z_priv), f~(x_pub), decoder(z_pub), D(z_pub), then D(x_hat) for the GP.
+        """
+        ntv = dict(ntv)
+        z_private, ntv['f'] = self.apply(self.f, tv['f'], ntv['f'], x_private, True)
+        rec_x_private, ntv['decoder'] = self.apply(self.decoder, tv['decoder'], ntv['decoder'], z_private, True)
+        adv_private, ntv['D'] = self.apply(self.D, tv['D'], ntv['D'], z_private, True)
+        z_public, ntv['tilde_f'] = self.apply(self.tilde_f, tv['tilde_f'], ntv['tilde_f'], x_public, True)
+        rec_x_public, ntv['decoder'] = self.apply(self.decoder, tv['decoder'], ntv['decoder'], z_public, True)
+        adv_public, ntv['D'] = self.apply(self.D, tv['D'], ntv['D'], z_public, True)
+        f_loss, d_loss = self._threaded_critic_losses(tv, ntv, z_private, z_public, adv_private, adv_public, alpha)
+        return {'z_private': z_private, 'f_loss': f_loss, 'tilde_f_loss': mse(x_public, rec_x_public),
+                'D_loss': d_loss, 'loss_c_verification': mse(x_private, rec_x_private)}, ntv
+
+    def forward(self, tv, ntv, x_private, x_public, label_private, label_public, alpha):
+        """``(losses, logs, new_ntv)``: the losses of :meth:`update_plan` by name, the LOG row (one value per
+        ``LOG_COLUMNS``) and the non-trainable values after the forward pass (:meth:`forward_core`)."""
+        out, ntv = self.forward_core(tv, ntv, x_private, x_public, alpha)
+        losses = {k: out[k] for k in ('f_loss', 'tilde_f_loss', 'D_loss')}
+        return losses, tuple(out[k] for k in self.LOG_COLUMNS), ntv
+
+    def update_plan(self):
+        """``[(loss name, group), ...]``: the optimizer updates of one step, in order; every gradient is taken
+        at the step's starting point. The original's order: f, then f~ + decoder, then D."""
+        return [('f_loss', 'f'), ('tilde_f_loss', 'attacker'), ('D_loss', 'D')]
 
     def _trace_messages(self):
         # Printed once per trace, as in the original.
@@ -292,45 +432,94 @@ class FSHA:
         if self.gp_weight is not None:
             print('Use GP')
 
-    def forward_losses(self, x_private, x_public):
-        """The step's single forward pass and its losses; call inside the tape.
+    def _gradients(self, values, x_private, x_public, label_private, label_public, alpha):
+        """One forward pass from ``values`` and the gradient of every update of :meth:`update_plan`:
+        ``(plan, grads, logs, trainable by group, non-trainable after the pass, optimizer values)``."""
+        tv, ntv, opt_values = self._split_values(values)
+        plan = self.update_plan()
+        loss_names = list(dict.fromkeys(name for name, _ in plan))
+        groups = {g: [v for n in self._group_networks(g) for v in tv[n]] for g in GROUPS}
 
-        Returns a dict with ``z_private``, ``f_loss``, ``tilde_f_loss``, ``D_loss`` and
-        ``loss_c_verification`` (the reconstruction error of the private batch, for monitoring only).
-        """
-        z_private = self.f(x_private, training=True)
-        rec_x_private = self.decoder(z_private, training=True)  # monitoring only
-        adv_private = self.D(z_private, training=True)
-        z_public = self.tilde_f(x_public, training=True)
-        rec_x_public = self.decoder(z_public, training=True)
-        adv_public = self.D(z_public, training=True)
-        f_loss, d_loss = self.critic_losses(z_private, z_public, adv_private, adv_public)
-        return {'z_private': z_private, 'f_loss': f_loss, 'tilde_f_loss': mse(x_public, rec_x_public),
-                'D_loss': d_loss, 'loss_c_verification': mse(x_private, rec_x_private)}
+        def fn(params, xp, xq, lp, lq, a):
+            by_group = dict(zip(GROUPS, params))
+            tvs = {}
+            for g in GROUPS:
+                rest = list(by_group[g])
+                for n in self._group_networks(g):
+                    k = len(self.networks[n].trainable_variables)
+                    tvs[n], rest = rest[:k], rest[k:]
+            losses, logs, new_ntv = self.forward(tvs, ntv, xp, xq, lp, lq, a)
+            return tuple(losses[name] for name in loss_names), (logs, new_ntv)
 
-    def train_step(self, x_private, x_public, label_private, label_public):
-        """One attack iteration; returns (f_loss, tilde_f_loss, D_loss, loss_c_verification)."""
+        wrt = [(loss_names.index(name), GROUPS.index(g)) for name, g in plan]
+        _, (logs, new_ntv), grads = backend.loss_grads(fn, tuple(groups[g] for g in GROUPS), wrt,
+                                                       x_private, x_public, label_private, label_public, alpha)
+        return plan, grads, logs, groups, new_ntv, opt_values
+
+    def pure_step(self, values, x_private, x_public, label_private, label_public, alpha):
+        """One attack iteration as a pure function of the state's values: ``(new_values, LOG row)``."""
         self._trace_messages()
-        with tf.GradientTape(persistent=True) as tape:
-            out = self.forward_losses(x_private, x_public)
-        self.apply_updates(tape, out['f_loss'], out['tilde_f_loss'], out['D_loss'])
-        del tape
-        return out['f_loss'], out['tilde_f_loss'], out['D_loss'], out['loss_c_verification']
+        plan, grads, logs, groups, new_ntv, opt_values = self._gradients(
+            values, x_private, x_public, label_private, label_public, alpha)
+        for (name, g), grad in zip(plan, grads):
+            k = GROUPS.index(g)
+            groups[g], opt_values[k] = backend.apply_gradients(self.optimizers[k], opt_values[k], grad, groups[g])
+        # GROUPS and self.networks list the trainable variables in the same order (f | f~, decoder | D)
+        new_values = ([v for g in GROUPS for v in groups[g]] + [v for n in self.networks for v in new_ntv[n]]
+                      + [v for o in opt_values for v in o])
+        return new_values, tuple(logs)
 
-    def _make_step_function(self):
-        return tf.function(self.train_step, jit_compile=self.jit_compile)
+    def loss_gradients(self, x_private, x_public, label_private=None, label_public=None, alpha=None):
+        """``[(loss name, group, gradients), ...]``: what one step would apply, in :meth:`update_plan`'s order,
+        from the current state (nothing is updated; ``alpha`` as in :meth:`train_step`). The groups are
+        ``'f'``, ``'attacker'`` (f~ then decoder variables) and ``'D'``."""
+        args = self._step_inputs(x_private, x_public, label_private, label_public, alpha)
+        if 'gradients' not in self._inference:
+            self._inference['gradients'] = backend.compile(lambda values, *a: self._gradients(values, *a)[1])
+        grads = self._inference['gradients'](backend.variable_values(self._state_variables()), *args)
+        return [(name, g, [backend.to_numpy(v) for v in grad]) for (name, g), grad in zip(self.update_plan(), grads)]
+
+    def _step_inputs(self, x_private, x_public, label_private, label_public, alpha):
+        b = int(np.shape(x_private)[0])
+        if label_private is None:
+            label_private = np.zeros([b], np.uint8)
+        if label_public is None:
+            label_public = np.zeros([int(np.shape(x_public)[0])], np.uint8)
+        if alpha is None:
+            alpha = self.gp_coefficients(self._iteration, b)
+        return x_private, x_public, label_private, label_public, ops.convert_to_tensor(alpha)
+
+    def train_step(self, x_private, x_public, label_private=None, label_public=None, alpha=None):
+        """One attack iteration on the given batches; returns the LOG row (one value per ``LOG_COLUMNS``).
+
+        ``alpha`` (shape [B, 1, ..., 1]) are the GP's interpolation coefficients; by default the iteration's
+        stateless draw."""
+        if self._step_fn is None:
+            self._step_fn = backend.StatefulStep(self.pure_step, self._state_variables(), self.jit_compile)
+        return self._step_fn(*self._step_inputs(x_private, x_public, label_private, label_public, alpha))
+
+    def gp_coefficients(self, iteration, batch_size):
+        """The GP's interpolation coefficients of ``iteration``: U(0, 1), one per sample, drawn by NumPy from
+        (run seed, iteration), so that both backends draw the same ones (a run continued on the other backend
+        follows the same trajectory up to rounding)."""
+        shape = (batch_size,) + (1,) * len(self.z_shape)
+        return np.random.default_rng([self._run_seed, int(iteration)]).random(shape, dtype=np.float32)
 
     # --------------------------------------------------------------------------------------------- loop
 
     @property
     def iteration(self):
         """Number of training steps done so far (continues across calls and checkpoint restores)."""
-        return int(self._iteration.numpy())
+        return int(self._iteration)
 
     @property
     def log_history(self):
         """``(steps, rows)``: every LOG row logged so far (all calls, restored runs included)."""
-        return self._log_steps.numpy(), self._log_rows.numpy()
+        return self._history(self._log_rows)
+
+    def _history(self, rows):
+        return (np.asarray(self._log_steps, np.int64),
+                np.asarray(rows, np.float64).reshape(len(rows), len(self.LOG_COLUMNS)))
 
     @property
     def running_mean_history(self):
@@ -343,7 +532,7 @@ class FSHA:
         ``log_frequency`` of the call that ran each step; it equals the window mean whenever the window ran
         with one L, which includes runs split over several calls or resumed from a checkpoint.
         """
-        return self._log_steps.numpy(), self._mean_rows.numpy()
+        return self._history(self._mean_rows)
 
     @property
     def validation_history(self):
@@ -353,9 +542,11 @@ class FSHA:
         return steps, rows[:, self.VALIDATION_COLUMN]
 
     def _next_batches(self):
-        if self._data_iterator is None:
-            self._data_iterator = iter(tf.data.Dataset.zip((self.client_dataset, self.attacker_dataset)))
-        (x_private, label_private), (x_public, label_public) = next(self._data_iterator)
+        if self._client_batches is None:
+            self._client_batches = _batched(self.xpriv, self.batch_size)
+            self._attacker_batches = _batched(self.xpub, self.batch_size)
+        x_private, label_private = next(self._client_batches)
+        x_public, label_public = next(self._attacker_batches)
         return x_private, x_public, label_private, label_public
 
     def __call__(self, iterations, log_frequency=500, verbose=False, progress_bar=True):
@@ -370,85 +561,160 @@ class FSHA:
         """
         iterations = _positive_int(iterations, 'iterations', minimum=0)
         log_frequency = _positive_int(log_frequency, 'log_frequency')
-        if self._step_fn is None:
-            self._step_fn = self._make_step_function()
         start = self.iteration
         first = -(-start // log_frequency) * log_frequency
         n_rows = max(0, -(-(start + iterations - first) // log_frequency))
         LOG = np.zeros((n_rows, len(self.LOG_COLUMNS)))
         print('RUNNING...')
         bar = keras.utils.Progbar(iterations) if progress_bar and iterations else None
-        acc = self._mean_acc.numpy()  # running sums of row / L, one per column
+        acc = np.array(self._mean_acc, np.float64)  # running sums of row / L, one per column
         col = self.VALIDATION_COLUMN
         j = 0
         for i in range(iterations):
             step = start + i
-            out = self._step_fn(*self._next_batches())
+            out = self.train_step(*self._next_batches())
             row = np.array([float(v) for v in out], dtype=np.float64)
             if row.shape[0] != LOG.shape[1]:
-                raise ValueError(f'{type(self).__name__}.train_step returned {row.shape[0]} values but '
+                raise ValueError(f'{type(self).__name__}.forward returned {row.shape[0]} values but '
                                  f'LOG_COLUMNS has {LOG.shape[1]}: {self.LOG_COLUMNS}')
             acc = row.copy() if step == 0 else acc + row / log_frequency
             if step % log_frequency == 0:
                 LOG[j] = row
                 j += 1
-                self._log_steps.assign(tf.concat([self._log_steps, [step]], 0))
-                self._log_rows.assign(tf.concat([self._log_rows, row[None]], 0))
-                self._mean_rows.assign(tf.concat([self._mean_rows, acc[None]], 0))
+                self._log_steps.append(step)
+                self._log_rows.append(row)
+                self._mean_rows.append(acc)
                 if verbose:
                     print('log--%02d%%-%07d] validation: %0.4f' % (int(i / iterations * 100), step, acc[col]))
                 acc = np.zeros_like(acc)
-            self._iteration.assign(step + 1)
-            self._mean_acc.assign(acc)
+            self._iteration = step + 1
+            self._mean_acc = acc
             if bar is not None:
                 bar.update(i + 1)
             if self.checkpoint_every and self.checkpoint_manager is not None and (
                     (step + 1) % self.checkpoint_every == 0):
-                self.checkpoint_manager.save(checkpoint_number=step + 1)
-        # the closing checkpoint, unless the last step just wrote it (the same files twice)
+                self._save_numbered(step + 1)
+        # the closing checkpoint, unless the last step just wrote it (the same file twice)
         last_step_saved = bool(self.checkpoint_every) and self.iteration % self.checkpoint_every == 0
         if self.checkpoint_manager is not None and iterations and not last_step_saved:
-            self.checkpoint_manager.save(checkpoint_number=self.iteration)
+            self._save_numbered(self.iteration)
         return LOG
 
     # ------------------------------------------------------------------------------------- checkpoints
 
+    def _checkpointed_variables(self):
+        out = {name: net.variables for name, net in self.networks.items()}
+        for k, opt in enumerate(self.optimizers):
+            out[f'optimizer{k}'] = opt.variables
+        return out
+
+    def _checkpoint_contents(self):
+        arrays, paths = {}, {}
+        for prefix, variables in self._checkpointed_variables().items():
+            a, p = checkpoints.variables_to_arrays(prefix, variables)
+            arrays.update(a)
+            paths[prefix] = p
+        meta = {'class': type(self).__name__, 'iteration': self.iteration, 'run_seed': self._run_seed,
+                'running_mean_accumulator': [float(v) for v in self._mean_acc],
+                'log_steps': [int(s) for s in self._log_steps],
+                'log_rows': [[float(v) for v in r] for r in self._log_rows],
+                'running_mean_rows': [[float(v) for v in r] for r in self._mean_rows],
+                'paths': paths, 'backend': backend.BACKEND}
+        for name, it in (('client', self._client_batches), ('attacker', self._attacker_batches)):
+            if it is not None and hasattr(it, 'state'):
+                for key, value in it.state().items():
+                    arrays[f'data/{name}/{key}'] = np.asarray(value)
+        return arrays, meta
+
+    def _save_numbered(self, number):
+        arrays, meta = self._checkpoint_contents()
+        return self.checkpoint_manager.save(arrays, meta, number)
+
     def save(self, path):
         """Write networks (with their Dropout seed states), optimizers, the iteration counter, the log and
-        running-mean histories, the running-mean accumulator and the GP's RNG to ``path``."""
-        return self.checkpoint.write(os.fspath(path))
+        running-mean histories, the running-mean accumulator, the GP's seed and (for ArrayStream data) the data
+        position to one ``.npz`` file at ``path`` (``.npz`` appended if missing), readable on either backend."""
+        arrays, meta = self._checkpoint_contents()
+        return checkpoints.write(path, arrays, meta)
 
     def restore(self, path):
-        """Restore a checkpoint written by :meth:`save` (a file prefix) or the latest one in a directory."""
+        """Restore a checkpoint written by :meth:`save` (a file) or the latest one in a directory."""
         path = os.fspath(path)
         if os.path.isdir(path):
-            latest = tf.train.latest_checkpoint(path)
+            latest = checkpoints.latest_checkpoint(path)
             if latest is None:
                 raise FileNotFoundError(f'no checkpoint in directory {path}')
             path = latest
-        if not tf.io.gfile.exists(path + '.index'):
-            raise FileNotFoundError(f'no checkpoint at {path} (expected {path}.index)')
-        self.checkpoint.read(path).assert_existing_objects_matched()
+        arrays, meta = checkpoints.read(path)
+        if meta.get('class') != type(self).__name__:
+            raise ValueError(f'{path} is a checkpoint of {meta.get("class")}, not of {type(self).__name__}')
+        for prefix, variables in self._checkpointed_variables().items():
+            checkpoints.assign_from_arrays(prefix, variables, arrays, meta['paths'].get(prefix))
+        self._iteration = int(meta['iteration'])
+        self._run_seed = int(meta['run_seed'])
+        self._mean_acc = np.asarray(meta['running_mean_accumulator'], np.float64)
+        self._log_steps = list(meta['log_steps'])
+        self._log_rows = [np.asarray(r, np.float64) for r in meta['log_rows']]
+        self._mean_rows = [np.asarray(r, np.float64) for r in meta['running_mean_rows']]
+        data = {}
+        for key, value in arrays.items():
+            if key.startswith('data/'):
+                _, name, field = key.split('/', 2)
+                data.setdefault(name, {})[field] = value
+        if data and isinstance(self.xpriv, ArrayStream):
+            self._client_batches = _batched(self.xpriv, self.batch_size)
+            self._attacker_batches = _batched(self.xpub, self.batch_size)
+            self._client_batches.set_state(data['client'])
+            self._attacker_batches.set_state(data['attacker'])
         return path
 
     # ------------------------------------------------------------------------------------------ scoring
 
-    def _score(self, x):
-        return mse(x, self.decoder(self.f(x, training=False), training=False))
+    def _inference_fn(self, name, fn, networks):
+        """``fn(values, *inputs)`` compiled once, called with the current values of ``networks``' variables (a
+        jitted function must not capture variables: JAX would freeze their values at tracing)."""
+        if name not in self._inference:
+            self._inference[name] = backend.compile(fn)
+        variables = [v for net in networks for v in net.variables]
+        return lambda *inputs: self._inference[name](backend.variable_values(variables), *inputs)
+
+    @staticmethod
+    def _infer(net, values, x):
+        """Inference-mode call of ``net`` from its variables' values (in ``net.variables`` order)."""
+        by_id = dict(zip([id(v) for v in net.variables], values))
+        tv = [by_id[id(v)] for v in net.trainable_variables]
+        ntv = [by_id[id(v)] for v in net.non_trainable_variables]
+        return net.stateless_call(tv, ntv, x, training=False)[0]
+
+    def _pipeline(self, first, second):
+        """``x -> second(first(x))`` in inference mode, as a function of both networks' variables."""
+        k = len(first.variables)
+        return lambda values, x: self._infer(second, values[k:], self._infer(first, values[:k], x))
+
+    def _score(self, values, x, y):
+        return mse(x, self._pipeline(self.f, self.decoder)(values, x))
 
     def score(self, x, y=None):
         """MSE between ``x`` and its reconstruction ``decoder(f(x))`` (inference mode), on the [-1, 1] scale."""
-        if getattr(self, '_score_fn', None) is None:
-            # No AutoGraph (nothing to convert here): it re-reads the source file when it traces, which happens
-            # after training, and a file edited during a 10,000-step run made it convert another method instead.
-            self._score_fn = tf.function(self._score, autograph=False)
-        return self._score_fn(tf.convert_to_tensor(x, tf.float32))
+        y = np.zeros([int(np.shape(x)[0])], np.uint8) if y is None else y
+        fn = self._inference_fn('score', self._score, (self.f, self.decoder))
+        return fn(ops.convert_to_tensor(x, 'float32'), ops.convert_to_tensor(y))
+
+    def _evaluation_batches(self, dataset):
+        _image_spec(dataset, 'dataset')
+        dataset = as_stream(dataset, 'dataset')
+        if isinstance(dataset, ArrayStream):
+            n = len(dataset) // self.batch_size
+            order = np.arange(len(dataset))
+            return n, ((dataset.images[order[i * self.batch_size:(i + 1) * self.batch_size]],
+                        dataset.labels[order[i * self.batch_size:(i + 1) * self.batch_size]]) for i in range(n))
+        batches = _with_labels(dataset).batch(self.batch_size, drop_remainder=True)
+        return int(batches.cardinality()), iter(batches)
 
     def scoreAttack(self, dataset, progress_bar=True):  # noqa: N802 (original name)
-        """Mean of :meth:`score` over ``dataset`` (unbatched) in batches of ``batch_size`` (remainder dropped)."""
-        _image_spec(dataset, 'dataset')
-        batches = _with_labels(dataset).batch(self.batch_size, drop_remainder=True)
-        n = int(batches.cardinality())
+        """Mean of :meth:`score` over ``dataset`` (unbatched) in batches of ``batch_size`` (remainder dropped).
+        An ArrayStream is scored in its arrays' order (the original iterates its test stream unshuffled)."""
+        n, batches = self._evaluation_batches(dataset)
         if n == 0:
             raise ValueError(f'scoreAttack: the dataset has fewer than batch_size={self.batch_size} examples')
         bar = keras.utils.Progbar(n if n > 0 else None) if progress_bar else None
@@ -464,18 +730,19 @@ class FSHA:
 
     def attack(self, x):
         """``(decoder(f(x)), decoder(f~(x)))`` in inference mode: the reconstruction and the control."""
-        x = tf.convert_to_tensor(x, tf.float32)
-        rec = self.decoder(self.f(x, training=False), training=False)
-        control = self.decoder(self.tilde_f(x, training=False), training=False)
-        return rec.numpy(), control.numpy()
+        x = ops.convert_to_tensor(x, 'float32')
+        rec = self._inference_fn('rec', self._pipeline(self.f, self.decoder), (self.f, self.decoder))(x)
+        control = self._inference_fn('control', self._pipeline(self.tilde_f, self.decoder),
+                                     (self.tilde_f, self.decoder))(x)
+        return backend.to_numpy(rec), backend.to_numpy(control)
 
     @staticmethod
     def addNoise(x, alpha):  # noqa: N802 (original name; unused by the attack)
-        return x + tf.random.normal(tf.shape(x)) * alpha
+        return x + keras.random.normal(ops.shape(x)) * alpha
 
 
 class FSHA_binary_property(FSHA):  # noqa: N801 (original name)
-    """Property inference (spec §6): the decoder slot holds ``classifier_binary(z_shape, class_num)``.
+    """Property inference (Pasquini et al., §3.5): the decoder slot holds ``classifier_binary(z_shape, class_num)``.
 
     The pilot and head learn the property from public labels; f is hijacked exactly as in FSHA; the head then
     reads the property off f's features. ``hparams['class_num']`` (default 1, binary).
@@ -485,7 +752,7 @@ class FSHA_binary_property(FSHA):  # noqa: N801 (original name)
     has the public accuracy's.
 
     Deviations (fixes): LOG has 5 columns (the original crashes); labels of any integer, bool or float dtype,
-    shape [B] or [B, 1], are cast explicitly (float32 [B, 1] for class_num = 1, int64 [B] otherwise) and other
+    shape [B] or [B, 1], are cast explicitly (float32 [B, 1] for class_num = 1, int32 [B] otherwise) and other
     shapes are rejected; the head is applied to private features in inference mode (its BN statistics, present
     only for class_num > 1, never see private data); ``score``/``scoreAttack`` return the property accuracy
     and ``attack`` the predicted probabilities, since the inherited reconstruction scores are meaningless.
@@ -508,73 +775,73 @@ class FSHA_binary_property(FSHA):  # noqa: N801 (original name)
         out = per_sample_output_shape(self.decoder, self.z_shape, 'property head')
         check_output_shape(out, (self.class_num,), 'property head (one logit per class)')
 
-    def _check_label_spec(self, ds, what):
-        spec = ds.element_spec
-        if not isinstance(spec, tuple) or len(spec) != 2:
+    def _check_label_spec(self, label_spec, what):
+        if label_spec is None:
             raise ValueError(f'{what}: property inference needs (image, label) pairs')
-        self._label_check(spec[1].dtype, tuple(spec[1].shape), what, per_example=True)
+        self._label_check(*label_spec, what, per_example=True)
 
     @staticmethod
     def _label_check(dtype, shape, what, per_example=False):
-        if not (dtype.is_integer or dtype.is_floating or dtype == tf.bool):
-            raise TypeError(f'{what}: labels must be integer, bool or float, got dtype {dtype.name}')
+        dtype = keras.backend.standardize_dtype(dtype)
+        if not (dtype.startswith(('int', 'uint', 'float', 'bfloat')) or dtype == 'bool'):
+            raise TypeError(f'{what}: labels must be integer, bool or float, got dtype {dtype}')
+        shape = tuple(shape)
         ok = shape in ((), (1,)) if per_example else (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1))
         if not ok:
             expected = '[] or [1] per example' if per_example else '[B] or [B, 1]'
             raise ValueError(f'{what}: labels must have shape {expected}, got {list(shape)}')
 
     def prepare_labels(self, y, what='labels'):
-        """Cast labels: float32 [B, 1] for class_num = 1, int64 [B] otherwise."""
-        y = tf.convert_to_tensor(y)
+        """Cast labels: float32 [B, 1] for class_num = 1, int32 [B] otherwise."""
+        y = ops.convert_to_tensor(y)
         self._label_check(y.dtype, tuple(y.shape), what)
         if self.class_num == 1:
-            return tf.reshape(tf.cast(y, tf.float32), [-1, 1])
-        return tf.reshape(tf.cast(y, tf.int64), [-1])
+            return ops.reshape(ops.cast(y, 'float32'), [-1, 1])
+        return ops.reshape(ops.cast(y, 'int32'), [-1])
 
     def classification_loss(self, y, logits):
         if self.class_num == 1:
-            return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits))
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+            return ops.mean(sigmoid_cross_entropy(y, logits))
+        return ops.mean(ops.sparse_categorical_crossentropy(y, logits, from_logits=True))
 
     def accuracy(self, y, logits):
         if self.class_num == 1:
-            pred = tf.cast(tf.sigmoid(logits) > 0.5, tf.float32)
+            pred = ops.cast(ops.sigmoid(logits) > 0.5, 'float32')
         else:
-            pred = tf.argmax(tf.nn.softmax(logits), axis=-1)
-        return tf.reduce_mean(tf.cast(tf.equal(pred, y), tf.float32))
+            pred = ops.cast(ops.argmax(ops.softmax(logits), axis=-1), 'int32')
+        return ops.mean(ops.cast(ops.equal(pred, y), 'float32'))
 
-    def train_step(self, x_private, x_public, label_private, label_public):
-        """Returns (f_loss, tilde_f_loss, D_loss, private_accuracy, public_accuracy)."""
-        self._trace_messages()
+    def forward(self, tv, ntv, x_private, x_public, label_private, label_public, alpha):
+        """Losses (f_loss, tilde_f_loss = the head's classification loss on public data, D_loss) and the LOG
+        row (f_loss, tilde_f_loss, D_loss, private_accuracy, public_accuracy)."""
         y_private = self.prepare_labels(label_private, 'private labels')
         y_public = self.prepare_labels(label_public, 'public labels')
-        with tf.GradientTape(persistent=True) as tape:
-            z_private = self.f(x_private, training=True)
-            adv_private = self.D(z_private, training=True)
-            z_public = self.tilde_f(x_public, training=True)
-            logits_public = self.decoder(z_public, training=True)
-            adv_public = self.D(z_public, training=True)
-            tilde_f_loss = self.classification_loss(y_public, logits_public)
-            f_loss, d_loss = self.critic_losses(z_private, z_public, adv_private, adv_public)
-        logits_private = self.decoder(z_private, training=False)
+        ntv = dict(ntv)
+        z_private, ntv['f'] = self.apply(self.f, tv['f'], ntv['f'], x_private, True)
+        adv_private, ntv['D'] = self.apply(self.D, tv['D'], ntv['D'], z_private, True)
+        z_public, ntv['tilde_f'] = self.apply(self.tilde_f, tv['tilde_f'], ntv['tilde_f'], x_public, True)
+        logits_public, ntv['decoder'] = self.apply(self.decoder, tv['decoder'], ntv['decoder'], z_public, True)
+        adv_public, ntv['D'] = self.apply(self.D, tv['D'], ntv['D'], z_public, True)
+        tilde_f_loss = self.classification_loss(y_public, logits_public)
+        f_loss, d_loss = self._threaded_critic_losses(tv, ntv, z_private, z_public, adv_private, adv_public, alpha)
+        # monitoring only, outside every loss; inference mode (the head's statistics never see private data)
+        logits_private, _ = self.apply(self.decoder, tv['decoder'], ntv['decoder'],
+                                       ops.stop_gradient(z_private), False)
         private_accuracy = self.accuracy(y_private, logits_private)
         public_accuracy = self.accuracy(y_public, logits_public)
-        self.apply_updates(tape, f_loss, tilde_f_loss, d_loss)
-        del tape
-        return f_loss, tilde_f_loss, d_loss, private_accuracy, public_accuracy
+        losses = {'f_loss': f_loss, 'tilde_f_loss': tilde_f_loss, 'D_loss': d_loss}
+        return losses, (f_loss, tilde_f_loss, d_loss, private_accuracy, public_accuracy), ntv
 
-    def _score(self, x, y):
-        return self.accuracy(self.prepare_labels(y), self.decoder(self.f(x, training=False), training=False))
+    def _score(self, values, x, y):
+        return self.accuracy(self.prepare_labels(y), self._pipeline(self.f, self.decoder)(values, x))
 
     def score(self, x, y):
         """Accuracy of the attacker's property predictions ``head(f(x))`` against the true labels ``y``."""
-        if getattr(self, '_score_fn', None) is None:
-            self._score_fn = tf.function(self._score, autograph=False)  # see FSHA.score
-        return self._score_fn(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(y))
+        fn = self._inference_fn('score', self._score, (self.f, self.decoder))
+        return fn(ops.convert_to_tensor(x, 'float32'), ops.convert_to_tensor(y))
 
     def attack(self, x):
         """Predicted property probabilities ``(from f(x), from f~(x))`` (sigmoid, or softmax if class_num > 1)."""
-        x = tf.convert_to_tensor(x, tf.float32)
-        prob = tf.sigmoid if self.class_num == 1 else tf.nn.softmax
-        return (prob(self.decoder(self.f(x, training=False), training=False)).numpy(),
-                prob(self.decoder(self.tilde_f(x, training=False), training=False)).numpy())
+        prob = ops.sigmoid if self.class_num == 1 else ops.softmax
+        rec, control = super().attack(x)
+        return backend.to_numpy(prob(ops.convert_to_tensor(rec))), backend.to_numpy(prob(ops.convert_to_tensor(control)))

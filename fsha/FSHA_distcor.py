@@ -1,4 +1,4 @@
-"""FSHA against a client that applies the distance-correlation (NoPeek) defense (spec ``fsha.md`` §7).
+"""FSHA against a client that applies the distance-correlation (NoPeek) defense (the original's ``FSHA_distcor.py`` / ``defense.py``).
 
 ``FSHA_dc(xpriv, xpub, id_setup, batch_size, hparams)`` is :class:`fsha.FSHA.FSHA` with two changes:
 
@@ -25,9 +25,9 @@ the optimizer's momentum and advances its counter, exactly as the original would
 """
 from __future__ import annotations
 
-import tensorflow as tf
+from keras import ops
 
-from defenses import DCOR_FORMS, distance_correlation
+from defenses.distcor import DCOR_FORMS, distance_correlation
 from fsha.FSHA import FSHA
 from fsha.hparams import alphas as _alphas
 
@@ -59,24 +59,21 @@ class FSHA_dc(FSHA):  # noqa: N801 (original name)
         print(f"With client \\alpha_1: {self.alpha1}")
         print(f"Scale adversarial loss server: {self.alpha2}")
 
-    def train_step(self, x_private, x_public, label_private, label_public):
-        """Returns (alpha2 * f_loss, tilde_f_loss, D_loss, loss_c_verification, dcor)."""
-        self._trace_messages()
-        with tf.GradientTape(persistent=True) as tape:
-            out = self.forward_losses(x_private, x_public)
-            f_loss = self.alpha2 * out['f_loss']
-            dcor = distance_correlation(x_private, out['z_private'])
-            penalty = dcor if self.dcor_form == "plain" else tf.math.log(tf.maximum(dcor, 1e-12))
-            def_loss = self.alpha1 * penalty
-            combined = def_loss + f_loss
-        tilde_f_loss, d_loss = out['tilde_f_loss'], out['D_loss']
-        self.apply_loss(tape, tilde_f_loss, self.tilde_f.trainable_variables + self.decoder.trainable_variables,
-                        self.optimizer1)
-        self.apply_loss(tape, d_loss, self.D.trainable_variables, self.optimizer2)
-        if self.update == "two_steps":
-            self.apply_loss(tape, def_loss, self.f.trainable_variables, self.optimizer0)
-            self.apply_loss(tape, f_loss, self.f.trainable_variables, self.optimizer0)
-        else:
-            self.apply_loss(tape, combined, self.f.trainable_variables, self.optimizer0)
-        del tape
-        return f_loss, tilde_f_loss, d_loss, out['loss_c_verification'], dcor
+    def forward(self, tv, ntv, x_private, x_public, label_private, label_public, alpha):
+        """Losses: ``def_loss = alpha1 * dCor(x_priv, f(x_priv))`` (or its log form), ``f_loss = alpha2 *``
+        FSHA's f_loss, their sum ``combined``, and FSHA's tilde_f_loss and D_loss; LOG row (alpha2 * f_loss,
+        tilde_f_loss, D_loss, loss_c_verification, dcor)."""
+        out, ntv = self.forward_core(tv, ntv, x_private, x_public, alpha)
+        f_loss = self.alpha2 * out['f_loss']
+        dcor = distance_correlation(x_private, out['z_private'])
+        penalty = dcor if self.dcor_form == "plain" else ops.log(ops.maximum(dcor, 1e-12))
+        def_loss = self.alpha1 * penalty
+        losses = {'f_loss': f_loss, 'def_loss': def_loss, 'combined': def_loss + f_loss,
+                  'tilde_f_loss': out['tilde_f_loss'], 'D_loss': out['D_loss']}
+        return losses, (f_loss, out['tilde_f_loss'], out['D_loss'], out['loss_c_verification'], dcor), ntv
+
+    def update_plan(self):
+        """The original's order: f~ + decoder, D, then f twice on its one Adam (the dCor term's gradient, then
+        alpha2 * f_loss's), every gradient at the step's starting point; ``update='combined'``: f once on the sum."""
+        f_steps = ([('def_loss', 'f'), ('f_loss', 'f')] if self.update == "two_steps" else [('combined', 'f')])
+        return [('tilde_f_loss', 'attacker'), ('D_loss', 'D')] + f_steps

@@ -1,6 +1,7 @@
 """FSHA's datasets, mirroring the original ``datasets.py`` API and semantics.
 
-Each dataset is a ``tf.data`` stream of ``(image, label)`` pairs: images float32 32x32x3 in [-1, 1] (28x28
+Each dataset is a stream of ``(image, label)`` pairs (``tf.data`` under Keras' TensorFlow backend,
+:class:`splitnn.streams.ArrayStream` under JAX): images float32 32x32x3 in [-1, 1] (28x28
 grayscale cast to float, tiled to 3 channels, bilinearly resized to 32x32 on the 0-255 values, scaled with
 x/127.5 - 1, clipped), labels uint8 scalars as Keras gives them. Every stream is shuffled with a buffer of
 10,000, reshuffled on each pass. Xpriv is the train split and Xpub the test split.
@@ -8,7 +9,7 @@ x/127.5 - 1, clipped), labels uint8 scalars as Keras gives them. Every stream is
 Differences from the original, all without effect on the values: the preprocessing runs once over the whole
 array instead of per element inside the pipeline, in NumPy (the same bilinear kernel as ``tf.image.resize``,
 equal to float32 rounding), and scikit-learn / TFDS are not imported. The arrays (:func:`load_arrays`) need no
-TensorFlow; only the ``tf.data`` streams do.
+TensorFlow; only the ``tf.data`` streams do (under JAX nothing here imports it).
 """
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ import functools
 
 import numpy as np
 
+from splitnn import backend
 from splitnn import data as _data
 from splitnn.plots import image_grid_figure
-
-SHUFFLE_BUFFER = 10_000
+from splitnn.streams import SHUFFLE_BUFFER, ArrayStream
 IMAGE_SHAPE = (32, 32, 3)
 
 
@@ -70,7 +71,11 @@ def preprocess(x_uint8, batch: int = 8192) -> np.ndarray:
 
 
 def make_dataset(x, y, shuffle: bool = True):
-    """An unbatched ``tf.data`` stream of ``(image, label)`` over already preprocessed images."""
+    """An unbatched stream of ``(image, label)`` over already preprocessed images, shuffled with the original's
+    buffer of 10,000 (reshuffled every pass): a ``tf.data`` dataset under Keras' TensorFlow backend, a
+    :class:`splitnn.streams.ArrayStream` (the same semantics without TensorFlow) under JAX."""
+    if not backend.is_tensorflow():
+        return ArrayStream(x, y, shuffle_buffer=SHUFFLE_BUFFER if shuffle else None)
     import tensorflow as tf  # here, so that the NumPy loaders work without TensorFlow
 
     ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -164,7 +169,7 @@ def load_omniglot(legacy_transform: bool = False, small: bool = False):
 
 def getImagesDS(X, n):  # noqa: N802 (original name)
     """Stack the first ``n`` images of an unbatched ``(image, label)`` stream into one array."""
-    images = [x.numpy() for x, _ in X.take(n)]
+    images = [np.asarray(x) for x, _ in X.take(n)]
     if len(images) < n:
         raise ValueError(f"the stream has only {len(images)} images, {n} requested")
     return np.stack(images)

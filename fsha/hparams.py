@@ -1,6 +1,6 @@
 """FSHA's hyperparameters and options, checked early (shared by the TensorFlow classes and the JAX runner).
 
-TensorFlow-free on purpose: :mod:`fsha.jax_runner` runs on machines without TensorFlow.
+TensorFlow-free on purpose: the attack runs on Keras' JAX backend too, on machines without TensorFlow.
 """
 import math
 import numbers

@@ -10,9 +10,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from splitnn.data import DATA_DIR_ENV, MissingDataError
+from splitnn.streams import ArrayStream
 
 CELEBA_ATTRIBUTES = (
     '5_o_Clock_Shadow', 'Arched_Eyebrows', 'Attractive', 'Bags_Under_Eyes', 'Bald', 'Bangs', 'Big_Lips',
@@ -26,7 +27,13 @@ SHUFFLE_BUFFER = 10_000
 
 
 def binary_property(ds, predicate):
-    """Map an ``(image, label)`` stream to ``(image, uint8 property)`` with ``predicate(label) -> bool tensor``."""
+    """Map an ``(image, label)`` stream to ``(image, uint8 property)`` with ``predicate(label) -> bool tensor``
+    (a ``tf.data`` stream, or an :class:`~splitnn.streams.ArrayStream` whose labels are mapped at once)."""
+    if isinstance(ds, ArrayStream):
+        labels = np.asarray(ops.convert_to_numpy(predicate(ds.labels))).astype(np.uint8)
+        return ArrayStream(ds.images, labels, ds.shuffle_buffer, ds.seed)
+    import tensorflow as tf
+
     def to_property(x, y):
         return x, tf.cast(predicate(y), tf.uint8)
     return ds.map(to_property, num_parallel_calls=tf.data.AUTOTUNE)
@@ -34,7 +41,7 @@ def binary_property(ds, predicate):
 
 def label_less_than(threshold):
     """Predicate "label < threshold" (on MNIST with 5: digits 0-4 vs 5-9, a balanced property)."""
-    return lambda y: tf.cast(y, tf.int64) < int(threshold)
+    return lambda y: ops.cast(y, 'int32') < int(threshold)
 
 
 def load_mnist_property(threshold=5, dataset='mnist'):
@@ -48,6 +55,8 @@ def load_mnist_property(threshold=5, dataset='mnist'):
 
 def celeba_preprocess(image, image_size=32):
     """CelebA image (218x178x3 uint8) -> central 178x178 square, bilinear resize, float32 in [-1, 1]."""
+    import tensorflow as tf  # CelebA comes through tensorflow-datasets
+
     image = tf.convert_to_tensor(image)
     if image.shape.rank != 3 or image.shape[-1] != 3:
         raise ValueError(f'expected one RGB image [H, W, 3], got shape {image.shape}')
@@ -61,6 +70,7 @@ def celeba_preprocess(image, image_size=32):
 def celeba_property_stream(ds, attribute, image_size=32):
     """Map a TFDS-style CelebA stream of ``{'image', 'attributes': {name: bool}}`` to ``(image, uint8)``."""
     _check_attribute(attribute)
+    import tensorflow as tf
 
     def to_pair(example):
         return (celeba_preprocess(example['image'], image_size),
@@ -120,5 +130,7 @@ def load_celeba_property(attribute, image_size=32, splits=('train', 'test')):
 
 def property_balance(ds, n=10_000):
     """Fraction of positives among the first ``n`` labels of an ``(image, property)`` stream."""
+    if isinstance(ds, ArrayStream):
+        return float(np.mean(ds.labels[:n]))
     labels = np.concatenate([y.numpy().reshape(-1) for _, y in ds.take(n).batch(1024)])
     return float(labels.mean())

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from splitnn import checkpoints
 from splitnn.notebook import machine
 from splitnn.timing import timed_resumable_run
 from splitnn.utils import config_differences
@@ -65,13 +66,11 @@ def check_run_arguments(parser, args):
 
 def checkpoint_iteration(checkpoint_dir) -> int:
     """The iteration of the latest checkpoint in ``checkpoint_dir`` (0 when there is none), read from its
-    name (``ckpt-N``, the number :class:`fsha.FSHA.FSHA` saves under) without building the networks."""
-    import tensorflow as tf
-
+    name (``ckpt-N.npz``, the number :class:`fsha.FSHA.FSHA` saves under) without building the networks."""
     if not checkpoint_dir:
         return 0
-    latest = tf.train.latest_checkpoint(str(Path(checkpoint_dir).expanduser()))
-    return 0 if latest is None else int(latest.rsplit('-', 1)[1])
+    numbers = checkpoints.checkpoint_numbers(Path(checkpoint_dir).expanduser())
+    return numbers[-1] if numbers else 0
 
 
 def stream_seed(seed, checkpoint_dir):
@@ -121,6 +120,11 @@ def train_resumable(attack, iterations, *, log_frequency, checkpoint_every=250, 
     return step_s
 
 
+def keras_backend():
+    import keras
+    return keras.backend.backend()
+
+
 def write_outputs(out, attack, images, *, name, reference_name, summary, columns=None):
     """Write ``{name}.json`` (``summary`` plus the validation curve and the spec §10.4 acceptance report against
     ``summary['target']``), ``{name}_log.png`` (the LOG panels with the original notebook's curve) and
@@ -130,15 +134,67 @@ def write_outputs(out, attack, images, *, name, reference_name, summary, columns
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reference.save_log_figure(attack, out / f'{name}_log.png', reference_name=reference_name, columns=columns,
-                              suptitle=f'{type(attack).__name__}, TensorFlow, {machine()}')
+                              suptitle=f'{type(attack).__name__}, {machine()}')
     x = datasets.preprocess(images)
     rec, _ = attack.attack(x)
     save_image_grid([x, rec], out / f'{name}_reconstructions.png', value_range=(-1.0, 1.0),
                     suptitle=f'top: held-out private images; bottom: {type(attack).__name__} reconstructions')
     steps, values = attack.validation_history
-    summary = dict(summary, machine=machine(), iterations=attack.iteration,
+    summary = dict(summary, machine=machine(), backend=keras_backend(), iterations=attack.iteration,
                    validation_steps=[int(s) for s in steps], validation=[float(v) for v in values])
     summary['acceptance'] = reference.acceptance_report(steps, values, summary.get('target'))
     (out / f'{name}.json').write_text(json.dumps(summary, indent=1))
     print(f'wrote {out}/{name}.json, {name}_log.png, {name}_reconstructions.png')
     return summary
+
+
+def bare_forward_backward(attack, jit=False):
+    """``step(x_private, x_public) -> (loss, checksum)``: forward + backward of f, pilot, decoder and D on one
+    batch pair, no GP and no optimizer update (the cost an attack step cannot go below), compiled for the
+    backend like the attack's step."""
+    import keras
+
+    from fsha.FSHA import mse
+    from splitnn import backend
+
+    nets = (attack.f, attack.tilde_f, attack.decoder, attack.D)
+    sizes = [len(n.trainable_variables) for n in nets]
+
+    def loss_fn(params, ntv, x_private, x_public):
+        tv, rest = [], list(params)
+        for k in sizes:
+            tv.append(rest[:k])
+            rest = rest[k:]
+        run = lambda i, x: nets[i].stateless_call(tv[i], ntv[i], x, training=True)[0]  # noqa: E731
+        z_private, z_public = run(0, x_private), run(1, x_public)
+        loss = (keras.ops.mean(run(3, z_private)) + keras.ops.mean(run(3, z_public))
+                + mse(x_public, run(2, z_public)) + mse(x_private, run(2, z_private)))
+        return loss, None
+
+    def step(params, ntv, x_private, x_public):
+        loss, _, grads = backend.value_and_grad(loss_fn, params, ntv, x_private, x_public)
+        return loss, sum(keras.ops.sum(g) for g in grads)
+
+    compiled = backend.compile(step, jit_compile=jit)
+    params = [v for n in nets for v in n.trainable_variables]
+    ntv = [[v for v in n.non_trainable_variables] for n in nets]
+    return lambda xp, xq: compiled(backend.variable_values(params), [backend.variable_values(v) for v in ntv],
+                                   xp, xq)
+
+
+def time_bare_step(attack, reps, jit=False):
+    """Median seconds of :func:`bare_forward_backward` on one batch pair of the attack's own streams."""
+    import statistics
+    import time
+
+    from splitnn import backend
+
+    bare = bare_forward_backward(attack, jit)
+    xp, xq, _, _ = attack._next_batches()
+    backend.to_numpy(bare(xp, xq)[1])  # trace / compile
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        backend.to_numpy(bare(xp, xq)[1])
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)

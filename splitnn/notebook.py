@@ -40,15 +40,23 @@ def results_dir(name: str) -> Path:
 
 
 def machine() -> str:
-    """One line naming the machine a result was produced on (CPU model, cores, GPU if any)."""
-    import tensorflow as tf
+    """One line naming the machine a result was produced on (CPU model, cores, GPU if any) and Keras' backend."""
+    import keras
 
-    gpus = tf.config.list_physical_devices("GPU")
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpu = ", ".join(tf.config.experimental.get_device_details(g).get("device_name", g.name)
+                        for g in tf.config.list_physical_devices("GPU"))
+    else:
+        import jax
+
+        gpu = ", ".join(d.device_kind for d in jax.devices() if d.platform == "gpu")
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
             cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    gpu = ", ".join(tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus)
-    return f"{cpu}, {os.cpu_count()} cores" + (f", GPU: {gpu}" if gpu else ", no GPU")
+    return (f"{cpu}, {os.cpu_count()} cores" + (f", GPU: {gpu}" if gpu else ", no GPU")
+            + f"; Keras {keras.__version__} on {keras.backend.backend()}")

@@ -1,8 +1,6 @@
 """Small helpers for split models: shapes, parameter counts, seeding."""
 from __future__ import annotations
 
-import random
-
 import numpy as np
 
 
@@ -44,16 +42,11 @@ def count_params(model) -> int:
 
 
 def set_seed(seed: int | None, deterministic: bool = False) -> None:
-    """Seed Python, NumPy, TensorFlow and Keras; optionally enable TF op determinism for repeatable runs."""
-    import keras
-    import tensorflow as tf
+    """Seed Python, NumPy and Keras (TensorFlow too under its backend); optionally enable TF op determinism for
+    repeatable runs. The same as :func:`splitnn.backend.set_seed`."""
+    from splitnn import backend
 
-    if seed is not None:
-        random.seed(seed)
-        np.random.seed(seed)
-        keras.utils.set_random_seed(int(seed))
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
+    backend.set_seed(seed, deterministic)
 
 
 def seed_generator_states(model) -> list:

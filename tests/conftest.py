@@ -20,3 +20,14 @@ if _workers > 1:
     _numba_base = os.environ.get("NUMBA_CACHE_DIR") or str(Path(__file__).resolve().parent.parent / ".pytest_cache"
                                                            / "numba")
     os.environ["NUMBA_CACHE_DIR"] = os.path.join(_numba_base, os.environ.get("PYTEST_XDIST_WORKER", "gw"))
+
+
+# Under KERAS_BACKEND=jax (`make test`'s second run) only the backend-sensitive test files are collected: those that
+# use the `backend` marker. The others may import TensorFlow at module level, which that run must not do.
+def pytest_ignore_collect(collection_path, config):
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "jax":
+        return None
+    if collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        if "mark.backend" not in collection_path.read_text():
+            return True
+    return None

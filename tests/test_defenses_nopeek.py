@@ -1,4 +1,4 @@
-"""NoPeek split learning (defenses/nopeek.py)."""
+"""NoPeek split learning (defenses/nopeek.py), on both Keras backends (Keras' own fit/evaluate steps)."""
 
 import types
 
@@ -11,6 +11,8 @@ from defenses import distance_correlation
 from defenses.nopeek import (NoPeekSplitModel, TradeoffResult, check_split_compatible,
                              format_table, heldout_dcor, mnist_client, mnist_server,
                              tradeoff_study, validate_alpha)
+
+pytestmark = pytest.mark.backend
 
 
 @pytest.fixture(scope="module")

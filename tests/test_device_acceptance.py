@@ -46,12 +46,12 @@ def script(code):
 
 
 def fake_jobs(mod, work):
-    fsha_json = {"iterations": 10_000, "validation": [0.9, 0.021], "target": 0.03, "steps_per_s": 80.0,
-                 "step_over_bare": 1.5, "score_attack_heldout": 0.02, "device": "cuda:0"}
+    fsha_json = {"iterations": 10_000, "validation": [0.9, 0.021], "target": 0.03, "seconds_per_step": 0.0125,
+                 "step_over_bare": 1.5, "score_attack_heldout": 0.02, "machine": "cuda:0", "backend": "jax"}
     return [
         mod.Job("fsha", 3, script(f"""
             import json, pathlib
-            pathlib.Path({str(work / 'fsha')!r}, 'FSHA_jax.json').write_text(json.dumps({fsha_json!r}))
+            pathlib.Path({str(work / 'fsha')!r}, 'fsha_mnist.json').write_text(json.dumps({fsha_json!r}))
             """), work / "fsha", "validation <= 0.03"),
         mod.Job("fsha_dc", 5, script("""
             print('log--50%-0005000] validation: 0.0400', flush=True)
@@ -81,7 +81,7 @@ def test_statuses_summary_and_rerun(acceptance, tmp_path, monkeypatch, capsys):
     assert "RuntimeError: no GPU kernels for this" in printed  # a failed job's log tail is printed
     with tarfile.open(out / "acceptance.tar.gz") as tar:
         names = set(tar.getnames())
-    assert {"fsha/FSHA_jax.json", "fsha/fsha.log", "unsplit/unsplit.log"} <= names
+    assert {"fsha/fsha_mnist.json", "fsha/fsha.log", "unsplit/unsplit.log"} <= names
     assert (work / "fsha.done").exists() and not (work / "fsha_dc.done").exists()
 
     # the next call skips the completed job and reruns the others (here: only the stopped one)
@@ -115,7 +115,10 @@ def test_acceptance_configuration(acceptance, tmp_path):
 
     for name in ("fsha", "fsha_dc"):
         assert opt(jobs[name], "--iterations") == "10000" and opt(jobs[name], "--max-seconds") == "425"
-    assert "--distcor" in jobs["fsha_dc"] and "--distcor" not in jobs["fsha"]
+    # the package's own FSHA benchmarks (the one implementation), in the notebooks' configuration
+    assert jobs["fsha"][1].endswith("fsha_mnist.py") and jobs["fsha_dc"][1].endswith("fsha_distcor.py")
+    for name in ("fsha", "fsha_dc"):
+        assert opt(jobs[name], "--architecture") == "notebook" and opt(jobs[name], "--seed") == "0"
     # the client-side benchmark's defaults are the original configuration (5,000 iterations, 10 honest clients)
     assert "--iterations" not in jobs["clientside"] and "--honest-clients" not in jobs["clientside"]
     assert opt(jobs["clientside"], "--max-seconds") == "425"

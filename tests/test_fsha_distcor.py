@@ -117,8 +117,15 @@ def test_client_update_equals_hand_computed_adam_steps(update):
     else:
         expected = _adam(w0, [[a + b for a, b in zip(g_def, g_adv)]], hp["lr_f"])
     assert int(attack.optimizer0.iterations) == (2 if update == "two_steps" else 1)
-    for got, want in zip(attack.f.trainable_variables, expected):
-        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+    # Adam's first steps are ~lr * sign(g): an element whose gradient is ~eps (1e-7) gets a step set by rounding,
+    # which the compiled step (another summation order than this eager reference) rounds differently; compare the
+    # elements whose gradients are well above that (dCor ignores a shift of f's output: its last bias has none)
+    n_resolved = 0
+    for got, want, gd, ga in zip(attack.f.trainable_variables, expected, g_def, g_adv):
+        resolved = (np.abs(gd.numpy()) > 1e-5) & (np.abs(ga.numpy()) > 1e-5)
+        n_resolved += resolved.sum()
+        np.testing.assert_allclose(got.numpy()[resolved], want[resolved], rtol=1e-5, atol=1e-6)
+    assert n_resolved > 0.9 * sum(int(np.prod(v.shape)) for v in attack.f.trainable_variables)
 
 
 def test_undefended_client_still_follows_the_adversarial_gradient():

@@ -158,13 +158,12 @@ def test_faithful_defaults_when_nothing_is_configured():
     # the class's D loss uses the per-channel GP with weight 500 (the same GP coefficients drawn twice)
     z_priv, z_pub = (tf.random.stateless_normal((BATCH, 4, 4, 256), (s, 0)) for s in (1, 2))
     adv_priv, adv_pub = m.D(z_priv), m.D(z_pub)
-    state = m._rng.state.numpy()
-    _, d_loss = m.critic_losses(z_priv, z_pub, adv_priv, adv_pub)
+    alpha = m.gp_coefficients(0, BATCH)
+    _, d_loss = m.critic_losses(z_priv, z_pub, adv_priv, adv_pub)  # iteration 0's draw by default
     wgan = float(tf.reduce_mean(adv_pub) - tf.reduce_mean(adv_priv))
     per = {}
     for norm in ('per_channel', 'per_sample'):
-        rng = tf.random.Generator.from_state(state, m._rng.algorithm)
-        per[norm] = float(gradient_penalty(m.D, z_priv, z_pub, norm=norm, rng=rng))
+        per[norm] = float(gradient_penalty(m.D, z_priv, z_pub, norm=norm, alpha=alpha))
     np.testing.assert_allclose(float(d_loss), wgan + 500.0 * per['per_channel'], rtol=1e-5)
     assert abs(per['per_channel'] - per['per_sample']) > 1e-3 * abs(per['per_channel'])
 
@@ -203,17 +202,17 @@ def test_update_isolation():
         zp, zq = m.f(xp, training=True), m.tilde_f(xq, training=True)
         return adversarial_losses(m.D(zp), m.D(zq), wgan=True) + (mse(xq, m.decoder(zq)),)
 
+    alpha = m.gp_coefficients(0, BATCH)  # the step draws the same interpolation coefficients
+
     def d_loss_with_gp():
         zp, zq = m.f(xp, training=True), m.tilde_f(xq, training=True)
-        return m.critic_losses(zp, zq, m.D(zp), m.D(zq))[1]
+        return m.critic_losses(zp, zq, m.D(zp), m.D(zq), alpha=alpha)[1]
 
     g_f = grads(lambda: losses()[0], f_vars)
     g_f_from_d = grads(lambda: losses()[1], f_vars)
     g_ae = grads(lambda: losses()[2], ae_vars)
-    rng_state = m._rng.state.numpy()
     g_D = grads(d_loss_with_gp, D_vars)
     g_D_plus_f = grads(lambda: d_loss_with_gp() + losses()[0], D_vars)
-    m._rng.reset(rng_state)  # the step draws the same interpolation coefficients
 
     out = m.train_step(xp, xq, yp, yq)
     assert len(out) == 4 and all(np.isfinite(float(v)) for v in out)
@@ -271,7 +270,7 @@ def test_score_attack_and_attack():
 class Stub(FSHA):
     """Step k (0-based) returns (k+1, 2(k+1), -(k+1), (k+1)^2)."""
 
-    def train_step(self, x_private, x_public, label_private, label_public):
+    def train_step(self, x_private, x_public, label_private=None, label_public=None, alpha=None):
         k = self.counter.assign_add(1.0)
         return k, 2 * k, -k, k * k
 
@@ -332,8 +331,8 @@ class IterationStub(FSHA):
     """Like :class:`Stub`, but step k is read from the attack's own (checkpointed) iteration counter, so a
     restored object continues the same sequence: step k returns (k+1, 2(k+1), -(k+1), (k+1)^2)."""
 
-    def train_step(self, x_private, x_public, label_private, label_public):
-        k = tf.cast(self._iteration, tf.float32) + 1.0
+    def train_step(self, x_private, x_public, label_private=None, label_public=None, alpha=None):
+        k = float(self._iteration) + 1.0
         return k, 2 * k, -k, k * k
 
 
@@ -363,7 +362,7 @@ def test_running_mean_history_holds_every_columns_window_means(capsys):
     # validation_history is exactly what was printed
     assert [(int(i), v) for _, i, v in printed_lines] == [(int(s), '%0.4f' % x) for s, x in zip(v_steps, values)]
     # the accumulator holds the partial window 16..19 (sum of row / L), every column
-    np.testing.assert_allclose(m._mean_acc.numpy(), np.sum([expected_row(s) for s in range(16, 20)], 0) / L)
+    np.testing.assert_allclose(m._mean_acc, np.sum([expected_row(s) for s in range(16, 20)], 0) / L)
 
 
 def test_running_means_do_not_depend_on_verbose_or_call_boundaries(capsys):
@@ -392,7 +391,7 @@ def test_running_mean_history_continues_after_checkpoint_resume(tmp_path, capsys
     b.restore(tmp_path / 'ckpt')
     assert b.iteration == 6
     np.testing.assert_array_equal(b.running_mean_history[0], [0, 4])
-    np.testing.assert_allclose(b._mean_acc.numpy(), np.array(expected_row(5)) / L)
+    np.testing.assert_allclose(b._mean_acc, np.array(expected_row(5)) / L)
     b(8, verbose=True, progress_bar=False, log_frequency=L)  # steps 6..13
     resumed_lines = LINE.findall(capsys.readouterr().out)
 
@@ -507,8 +506,8 @@ def test_checkpoint_every_writes_each_checkpoint_once(tmp_path):
     xpriv, xpub = fixed_streams()
     a = FSHA(xpriv, xpub, 3, BATCH, HP, checkpoint_dir=tmp_path, checkpoint_every=2, **nets())
     saves, save = [], a.checkpoint_manager.save
-    a.checkpoint_manager.save = lambda checkpoint_number: (saves.append(checkpoint_number),
-                                                           save(checkpoint_number=checkpoint_number))[1]
+    a.checkpoint_manager.save = lambda arrays, meta, checkpoint_number: (
+        saves.append(checkpoint_number), save(arrays, meta, checkpoint_number))[1]
     a(4, progress_bar=False)
     assert saves == [2, 4]  # the closing checkpoint is step 4's, not written again
     a(1, progress_bar=False)

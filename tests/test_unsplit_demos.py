@@ -13,6 +13,7 @@ from unsplit_tf.util import first_index_per_class
 needs_mnist = needs("mnist")
 
 
+@pytest.mark.backend  # also under KERAS_BACKEND=jax
 @pytest.mark.parametrize("argv,msg", [
     (["mnist", "7"], "out of range"), (["f_mnist", "0"], "1-6"), (["cifar", "9"], "1-8"),
     (["svhn", "2"], "unknown dataset 'svhn'"), (["mnist", "two"], "must be an integer"),
@@ -44,6 +45,7 @@ def test_missing_data_is_a_clear_error(tmp_path, monkeypatch, capsys):
         assert "missing" in err and "Traceback" not in err
 
 
+@pytest.mark.backend  # also under KERAS_BACKEND=jax
 def test_function_api_validates_arguments():
     with pytest.raises(ValueError, match="out of range"):
         model_inversion_demo.run_inversion_demo("cifar", 9)
@@ -67,6 +69,7 @@ def test_cifar_partial_mirror_checksum_and_label():
         assert "partial" in raw.description and len(raw.y_test) == 1000
 
 
+@pytest.mark.backend  # also under KERAS_BACKEND=jax
 @needs_mnist
 def test_tiny_inversion_demo_end_to_end(tmp_path):
     lines = []
@@ -86,6 +89,7 @@ def test_tiny_inversion_demo_end_to_end(tmp_path):
                                        acc.intended_full))
 
 
+@pytest.mark.backend  # also under KERAS_BACKEND=jax
 @needs_mnist
 def test_tiny_inversion_cli_batched(tmp_path, capsys):
     code = model_inversion_demo.main(["f_mnist", "3", "--epochs", "1", "--max-train-batches", "5", "--main-iters",
@@ -99,6 +103,7 @@ def test_tiny_inversion_cli_batched(tmp_path, capsys):
     assert len(list(tmp_path.glob("f_mnist_*.png"))) == 11
 
 
+@pytest.mark.backend  # also under KERAS_BACKEND=jax
 @needs_mnist
 def test_label_inference_mnist_depth1_is_100_of_100(capsys):
     r = label_inference_demo.run_label_inference_demo("mnist", 100, seed=0)

@@ -6,10 +6,11 @@ correct eager loop for the shared-clone batches the engine has no counterpart fo
 """
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras
 from available_data import needs
+from keras import ops
+from splitnn import backend
 from unsplit_tf import attacks
 from unsplit_tf.attacks import InversionConfig
 from unsplit_tf.keras_client import (fresh_clone, invert_keras_client, label_inference_keras,
@@ -20,6 +21,15 @@ from unsplit_tf.optim import TorchAdam
 from unsplit_tf.util import l2loss_per_sample, tv_code_per_sample
 
 SHORT = InversionConfig(main_iters=3, input_iters=5, model_iters=5, jit_compile=False)
+backend_sensitive = pytest.mark.backend  # also run under KERAS_BACKEND=jax
+# "float64" is float32 under JAX without jax_enable_x64: float32 rounding between differently ordered sums
+F64_ATOL = 1e-12 if backend.float64_enabled() else 1e-6
+# ... and between the engine's vmapped per-target forward and the Keras path, amplified along 30 Adam steps
+FOLLOW_ATOL = 1e-12 if backend.float64_enabled() else 5e-3
+
+
+def npy(x):
+    return np.asarray(ops.convert_to_numpy(x))
 
 
 def small_client(seed=0, dtype="float32", bn=True):
@@ -33,48 +43,61 @@ def small_client(seed=0, dtype="float32", bn=True):
     return keras.Sequential(layers)
 
 
+@backend_sensitive
 @pytest.mark.parametrize("depth,jit", [(2, False), (6, False), (4, True)])
 def test_keras_client_follows_the_mnistnet_engine(depth, jit):
     """Same weights, targets and schedule: x~ and the stolen weights equal the MnistNet engine's (float64)."""
     victim = MnistNet(seed=1, dtype="float64")
     engine_clone = MnistNet(seed=2, dtype="float64")
     keras_side = MnistNet(seed=3, dtype="float64").copy_from(engine_clone)
-    start = [w.numpy() for w in engine_clone.client_weights(depth)]
+    start = [npy(w) for w in engine_clone.client_weights(depth)]
     img = np.random.default_rng(depth).uniform(size=(1, 28, 28, 1))
     target = victim(img, end=depth)
     cfg = InversionConfig(main_iters=3, input_iters=5, model_iters=5, jit_compile=jit)
     x_engine = attacks.model_inversion_stealing(engine_clone, depth, target, None, 0.1, 1.0, 3, 5, 5, config=cfg)
     x_keras = model_inversion_stealing_keras(splitnet_bottom(keras_side, depth), target, lambda_tv=0.1, config=cfg)
-    np.testing.assert_allclose(x_keras.numpy(), x_engine.numpy(), atol=1e-12, rtol=0)
+    np.testing.assert_allclose(npy(x_keras), npy(x_engine), atol=FOLLOW_ATOL, rtol=0)
     for a, b, s in zip(engine_clone.client_weights(depth), keras_side.client_weights(depth), start):
-        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-12, rtol=0)
-        assert np.max(np.abs(a.numpy() - s)) > 1e-4  # the clone did move: the comparison is not vacuous
+        np.testing.assert_allclose(npy(b), npy(a), atol=FOLLOW_ATOL, rtol=0)
+        assert np.max(np.abs(npy(a) - s)) > 1e-4  # the clone did move: the comparison is not vacuous
 
 
 def eager_reference(clone, targets, cfg, lam_tv, x0=0.5):
     """UnSplit step by step in Python: fresh AMSGrad Adams, input phase on the summed per-target objectives,
     clone phase on the mean MSE over targets, clone in inference mode."""
-    targets = tf.convert_to_tensor(targets)
-    x = tf.Variable(tf.fill((targets.shape[0],) + tuple(clone.input_shape[1:]), tf.constant(x0, targets.dtype)))
+    targets = ops.convert_to_tensor(targets)
+    n = int(targets.shape[0])
+    x = keras.Variable(ops.full((n,) + tuple(clone.input_shape[1:]), x0, targets.dtype))
     opt_x, opt_clone = TorchAdam(lr=cfg.lr), TorchAdam(lr=cfg.lr)
+    fixed = backend.variable_values(clone.non_trainable_variables)
+
+    def mse(params, xb, b):
+        y = clone.stateless_call(params, fixed, xb, training=False)[0]
+        return ops.sum((y - targets[b:b + 1]) ** 2) / float(np.prod(y.shape))
+
+    def input_loss(p, params):
+        loss = 0.0
+        for b in range(n):
+            xb = p[0][b:b + 1]
+            loss += (mse(params, xb, b) + lam_tv * tv_code_per_sample(xb)[0]
+                     + cfg.lambda_l2 * l2loss_per_sample(xb)[0])
+        return loss, None
+
+    def clone_loss(params, xv):
+        return sum(mse(params, xv[b:b + 1], b) for b in range(n)) / n, None
+
     for _ in range(cfg.main_iters):
         for _ in range(cfg.input_iters):
-            with tf.GradientTape() as tape:
-                loss = 0.0
-                for b in range(targets.shape[0]):
-                    xb = x[b:b + 1]
-                    loss += (tf.reduce_mean((clone(xb, training=False) - targets[b:b + 1]) ** 2)
-                             + lam_tv * tv_code_per_sample(xb)[0] + cfg.lambda_l2 * l2loss_per_sample(xb)[0])
-            opt_x.step([tape.gradient(loss, x)], [x])
+            params = backend.variable_values(clone.trainable_variables)
+            opt_x.step(backend.value_and_grad(input_loss, [x.value], params)[2], [x])
         for _ in range(cfg.model_iters):
-            with tf.GradientTape() as tape:
-                losses = [tf.reduce_mean((clone(x[b:b + 1], training=False) - targets[b:b + 1]) ** 2)
-                          for b in range(targets.shape[0])]
-                loss = tf.add_n(losses) / len(losses)
-            opt_clone.step(tape.gradient(loss, clone.trainable_variables), clone.trainable_variables)
-    return x.numpy()
+            grads = backend.value_and_grad(clone_loss, backend.variable_values(clone.trainable_variables),
+                                           x.value)[2]
+            opt_clone.step(grads, clone.trainable_variables)
+    return npy(x)
 
 
+@backend_sensitive
 def test_shared_clone_batch_equals_the_eager_reference():
     """Two targets, one clone (with BatchNorm in inference mode): the compiled loop equals the eager loop."""
     victim = small_client(seed=1, dtype="float64")
@@ -82,27 +105,29 @@ def test_shared_clone_batch_equals_the_eager_reference():
     targets = victim(imgs, training=False)
     cfg = InversionConfig(main_iters=2, input_iters=3, model_iters=3, jit_compile=False)
     ours, ref = small_client(seed=2, dtype="float64"), small_client(seed=2, dtype="float64")
-    stats = [v.numpy() for v in ours.non_trainable_variables]
-    x_ours = model_inversion_stealing_keras(ours, targets, lambda_tv=0.1, config=cfg).numpy()
+    stats = [npy(v) for v in ours.non_trainable_variables]
+    x_ours = npy(model_inversion_stealing_keras(ours, targets, lambda_tv=0.1, config=cfg))
     x_ref = eager_reference(ref, targets, cfg, 0.1)
-    np.testing.assert_allclose(x_ours, x_ref, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(x_ours, x_ref, atol=F64_ATOL, rtol=0)
     for a, b in zip(ours.trainable_variables, ref.trainable_variables):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-12, rtol=0)
+        np.testing.assert_allclose(npy(a), npy(b), atol=F64_ATOL, rtol=0)
     for v, s in zip(ours.non_trainable_variables, stats):
-        np.testing.assert_array_equal(v.numpy(), s)  # moving statistics untouched in inference mode
+        np.testing.assert_array_equal(npy(v), s)  # moving statistics untouched in inference mode
 
 
+@backend_sensitive
 def test_batch_with_a_fixed_clone_equals_each_target_alone():
     victim = small_client(seed=1, dtype="float64", bn=False)
     clone = small_client(seed=2, dtype="float64", bn=False)
     targets = victim(np.random.default_rng(1).uniform(size=(3, 12, 12, 1)))
     cfg = InversionConfig(main_iters=2, input_iters=4, model_iters=0, jit_compile=False)
-    together = model_inversion_stealing_keras(clone, targets, config=cfg).numpy()
+    together = npy(model_inversion_stealing_keras(clone, targets, config=cfg))
     for b in range(3):
-        alone = model_inversion_stealing_keras(clone, targets[b:b + 1], config=cfg).numpy()
+        alone = npy(model_inversion_stealing_keras(clone, targets[b:b + 1], config=cfg))
         np.testing.assert_allclose(together[b:b + 1], alone, atol=1e-13, rtol=0)
 
 
+@backend_sensitive
 def test_invert_keras_client_carries_or_restores_the_clone():
     victim = small_client(seed=1, dtype="float64", bn=False)
     imgs = np.random.default_rng(2).uniform(size=(2, 12, 12, 1))
@@ -117,14 +142,15 @@ def test_invert_keras_client_carries_or_restores_the_clone():
     np.testing.assert_allclose(carried.mse, np.mean((carried.x_hat - imgs) ** 2, axis=(1, 2, 3)), rtol=1e-12)
 
 
+@backend_sensitive
 def test_training_mode_uses_batch_statistics_and_changes_no_model():
     victim = small_client(seed=1)
     clone = small_client(seed=2)
     imgs = np.random.default_rng(3).uniform(size=(3, 12, 12, 1)).astype(np.float32)
-    before = [v.numpy() for v in victim.non_trainable_variables + clone.non_trainable_variables]
+    before = [npy(v) for v in victim.non_trainable_variables + clone.non_trainable_variables]
     cfg = InversionConfig(main_iters=2, input_iters=3, model_iters=3, jit_compile=False)
     train = invert_keras_client(victim, imgs, clone=clone, config=cfg, batch_size=3, training=True)
-    after = [v.numpy() for v in victim.non_trainable_variables + clone.non_trainable_variables]
+    after = [npy(v) for v in victim.non_trainable_variables + clone.non_trainable_variables]
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
     infer = invert_keras_client(victim, imgs, clone=small_client(seed=2), config=cfg, batch_size=3)
     assert np.max(np.abs(train.x_hat - infer.x_hat)) > 1e-4  # batch statistics did change the objective
@@ -160,6 +186,7 @@ def test_stolen_model_accuracy_counts_argmax_hits():
     assert stolen_model_accuracy(clone, server, x, [1, 0, 1, 0], batch_size=3) == 100.0
 
 
+@backend_sensitive
 def test_cached_loops_do_not_keep_models_alive():
     """The compiled loops and label scorers are cached per model; a model nobody else holds is freed."""
     import gc
@@ -181,7 +208,7 @@ def test_fresh_clone_has_the_architecture_and_new_weights():
     client = small_client(seed=0)
     clone = fresh_clone(client, seed=5)
     assert [tuple(w.shape) for w in clone.weights] == [tuple(w.shape) for w in client.weights]
-    assert not np.allclose(clone.weights[0].numpy(), client.weights[0].numpy())
+    assert not np.allclose(npy(clone.weights[0]), npy(client.weights[0]))
 
 
 class Subclassed(keras.Model):
@@ -193,27 +220,28 @@ class Subclassed(keras.Model):
         return self.conv(x)
 
 
+@backend_sensitive
 def test_bad_inputs_are_rejected_clearly():
     client = small_client(seed=0, bn=False)
     targets = client(np.zeros((1, 12, 12, 1), np.float32))
     with pytest.raises(TypeError, match="keras.Model"):
         model_inversion_stealing_keras(lambda x: x, targets)
     with pytest.raises(ValueError, match=r"output shape per sample is \(4, 4, 3\).*\(5, 5, 3\)"):
-        model_inversion_stealing_keras(client, tf.zeros((1, 5, 5, 3)))
+        model_inversion_stealing_keras(client, np.zeros((1, 5, 5, 3)))
     with pytest.raises(ValueError, match="B >= 1"):
-        model_inversion_stealing_keras(client, tf.zeros((0, 4, 4, 3)))
+        model_inversion_stealing_keras(client, np.zeros((0, 4, 4, 3)))
     with pytest.raises(ValueError, match="split_depth= or lambda_tv="):
         model_inversion_stealing_keras(client, targets, config=InversionConfig(tv_schedule="paper"))
     dense = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
     with pytest.raises(ValueError, match="lambda_tv=0"):
-        model_inversion_stealing_keras(dense, tf.zeros((1, 3)))
+        model_inversion_stealing_keras(dense, np.zeros((1, 3)))
     frozen = small_client(seed=0, bn=False)
     frozen.trainable = False
     with pytest.raises(ValueError, match="no trainable weights"):
         model_inversion_stealing_keras(frozen, targets)
     sub = Subclassed()
     with pytest.raises(ValueError, match="input_shape="):
-        model_inversion_stealing_keras(sub, tf.zeros((1, 4, 4, 2)))
+        model_inversion_stealing_keras(sub, np.zeros((1, 4, 4, 2)))
     with pytest.raises(ValueError, match="images must be a non-empty batch"):
         invert_keras_client(client, np.zeros((2, 10, 10, 1)))
     with pytest.raises(ValueError, match="batch_size"):
@@ -232,6 +260,7 @@ def test_subclassed_models_work_as_client_and_clone():
         invert_keras_client(Subclassed(), imgs, config=SHORT)  # no clone=: clone_model needs a config
 
 
+@backend_sensitive
 def test_non_image_clients_invert_without_tv():
     keras.utils.set_random_seed(0)
     client = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
@@ -243,19 +272,23 @@ def test_non_image_clients_invert_without_tv():
 
 
 # ------------------------------------------------------------------------------------------- label inference
+@backend_sensitive
 def test_keras_label_inference_equals_the_mnistnet_path():
     """MnistNet's client-depth-1 head (fc3) as a plain Keras Dense: same observed gradient, scores and label."""
     owner, clone = MnistNet(seed=1), MnistNet(seed=2)
     server_end = 9
     owner_head = keras.Sequential([keras.Input((84,)), keras.layers.Dense(10)])
     clone_head = keras.Sequential([keras.Input((84,)), keras.layers.Dense(10)])
-    owner_head.set_weights([w.numpy() for w in owner.layer_weights(10)])
-    clone_head.set_weights([w.numpy() for w in clone.layer_weights(10)])
-    h = tf.nn.relu(tf.random.stateless_normal((1, 84), seed=(1, 2)))
+    owner_head.set_weights([npy(w) for w in owner.layer_weights(10)])
+    clone_head.set_weights([npy(w) for w in clone.layer_weights(10)])
+    h = np.maximum(np.random.default_rng(12).standard_normal((1, 84)), 0).astype(np.float32)
+    kernel = owner.layer_weights(10)[0]
+
+    def loss(values, h, label):
+        with keras.StatelessScope(state_mapping=[(kernel, values[0])]):
+            return attacks.cross_entropy(owner(h, start=server_end + 1), np.asarray([label], np.int32)), None
     for label in (0, 3, 9):
-        with tf.GradientTape() as tape:
-            loss = attacks.cross_entropy(owner(h, start=server_end + 1), tf.constant([label], tf.int64))
-        expected = tape.gradient(loss, owner.layer_weights(10)[0]).numpy()
+        expected = npy(backend.value_and_grad(loss, [kernel.value], h, label)[2][0])
         (observed,) = observed_gradients(owner_head, h, [label])
         np.testing.assert_allclose(observed, expected, atol=1e-7)
         ours, our_scores = label_inference_keras(clone_head, h, observed)
@@ -292,6 +325,7 @@ def test_keras_label_inference_finds_the_labels_of_a_user_head():
     assert observed_indices(owner_head, "all_client_params") == [0, 1, 2, 3]
 
 
+@backend_sensitive
 def test_keras_label_inference_rejects_bad_inputs():
     head = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     h = np.ones((1, 4), np.float32)

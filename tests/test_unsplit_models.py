@@ -1,10 +1,24 @@
 """UnSplit models: parameter counts and order, PyTorch-default initialisation, flat-index splits (spec §3)."""
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
 
-from unsplit_tf import functional as F
+from splitnn import backend
 from unsplit_tf.models import (ARCHITECTURES, PARAM_COUNTS, build_model, check_split_depth, label_split_index)
+
+pytestmark = pytest.mark.backend  # shapes, splits, initialisation: on every Keras backend
+
+
+def npy(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
+
+def tf_functional():
+    """:mod:`unsplit_tf.functional`, the TensorFlow-only fast path (skips the test on other backends)."""
+    if not backend.is_tensorflow():
+        pytest.skip("the im2col fast path runs on TensorFlow only")
+    from unsplit_tf import functional
+    return functional
 
 
 @pytest.mark.parametrize("arch", ["mnist", "cifar"])
@@ -26,38 +40,38 @@ def test_pytorch_default_init_bounds(arch):
     for spec, bound in zip(specs, expected):
         assert abs(spec.init_bound - bound) < 1e-4
         kernel, bias = model.layer_weights(spec.index)
-        k = np.abs(kernel.numpy()).max()
-        b = np.abs(bias.numpy()).max()
+        k = np.abs(npy(kernel)).max()
+        b = np.abs(npy(bias)).max()
         assert k <= spec.init_bound * (1 + 1e-6) and b <= spec.init_bound * (1 + 1e-6), spec.name
         assert k >= 0.9 * spec.init_bound, spec.name  # uniform, not Glorot/normal: the max nears the bound
-        assert np.abs(bias.numpy()).max() > 0  # not Keras's zero bias
+        assert np.abs(npy(bias)).max() > 0  # not Keras's zero bias
         # roughly uniform: std of U(-a, a) is a / sqrt(3)
-        assert abs(kernel.numpy().std() - spec.init_bound / np.sqrt(3)) < 0.2 * spec.init_bound
+        assert abs(npy(kernel).std() - spec.init_bound / np.sqrt(3)) < 0.2 * spec.init_bound
 
 
 def test_seeded_models_repeat_and_differ():
     a, b, c = build_model("mnist", seed=5), build_model("mnist", seed=5), build_model("mnist", seed=6)
-    assert all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a.weights, b.weights))
-    assert not np.array_equal(a.weights[0].numpy(), c.weights[0].numpy())
+    assert all(np.array_equal(npy(x), npy(y)) for x, y in zip(a.weights, b.weights))
+    assert not np.array_equal(npy(a.weights[0]), npy(c.weights[0]))
 
 
 @pytest.mark.parametrize("arch", ["mnist", "cifar"])
 def test_split_composition_every_index(arch):
     model = build_model(arch, seed=2)
-    x = tf.random.stateless_uniform((3,) + model.image_shape, seed=(1, 2))
-    full = model(x).numpy()
+    x = np.random.default_rng(1).uniform(size=(3,) + model.image_shape).astype(np.float32)
+    full = npy(model(x))
     for k in range(model.last_index):
-        out = model(model(x, end=k), start=k + 1).numpy()
+        out = npy(model(model(x, end=k), start=k + 1))
         np.testing.assert_allclose(out, full, atol=1e-6, err_msg=f"split {k}")
 
 
 def test_absolute_indices_fix_the_relative_index_quirk():
     model = build_model("mnist", seed=0)
-    x = tf.random.stateless_uniform((2, 28, 28, 1), seed=(3, 4))
+    x = np.random.default_rng(3).uniform(size=(2, 28, 28, 1)).astype(np.float32)
     h2 = model(x, end=2)
     out = model(h2, start=3, end=4)  # None in the original
     assert out is not None and tuple(out.shape) == (2, 8, 8, 16)
-    np.testing.assert_allclose(out.numpy(), model(x, end=4).numpy(), atol=1e-6)
+    np.testing.assert_allclose(npy(out), npy(model(x, end=4)), atol=1e-6)
     with pytest.raises(ValueError, match="start=5, end=3"):
         model(x, start=5, end=3)
 
@@ -84,6 +98,8 @@ def test_split_depth_validation_and_label_split():
 @pytest.mark.parametrize("arch", ["mnist", "cifar"])
 def test_functional_forward_matches_keras_for_a_batch_of_models(arch):
     """The attack loops' NCHW im2col forward equals the Keras layers, model by model."""
+    import tensorflow as tf
+    F = tf_functional()
     models = [build_model(arch, seed=s) for s in (11, 12)]
     x = tf.random.stateless_uniform((2,) + models[0].image_shape, seed=(5, 6))
     last = 8 if arch == "mnist" else 17
@@ -91,25 +107,24 @@ def test_functional_forward_matches_keras_for_a_batch_of_models(arch):
         kinds = F.param_kinds(arch, 0, end)
         ws = [m.range_weights(0, end) for m in models]
         params = [F.keras_to_torch(tf.stack([tf.convert_to_tensor(w[j]) for w in ws]), k) for j, k in enumerate(kinds)]
-        got = F.nchw_to_nhwc(F.forward(arch, params, F.nhwc_to_nchw(x), 0, end, xla=False)).numpy()
-        want = np.concatenate([m(x[i:i + 1], end=end).numpy() for i, m in enumerate(models)])
+        got = npy(F.nchw_to_nhwc(F.forward(arch, params, F.nhwc_to_nchw(x), 0, end, xla=False)))
+        want = np.concatenate([npy(m(x[i:i + 1], end=end)) for i, m in enumerate(models)])
         np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-5, err_msg=f"end={end}")
 
 
 def test_first_max_pool_gradient_goes_to_top_left_on_ties():
-    x = tf.constant(np.array([[1., 1., 0., 2.], [1., 1., 2., 2.]])[None, None])  # [1, 1, 2, 4]
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = F.max_pool_2x2_first(x)
-    g = tape.gradient(y, x).numpy()[0, 0]
-    np.testing.assert_array_equal(y.numpy()[0, 0], [[1., 2.]])
-    np.testing.assert_array_equal(g, [[1, 0, 0, 1], [0, 0, 0, 0]])
-    # and the native Keras/TF CPU max-pool agrees on ties
-    xn = tf.transpose(x, (0, 2, 3, 1))
-    with tf.GradientTape() as tape:
-        tape.watch(xn)
-        yn = tf.nn.max_pool2d(xn, 2, 2, "VALID")
-    np.testing.assert_array_equal(tape.gradient(yn, xn).numpy()[0, :, :, 0], g)
+    """Ties matter (x~ starts constant: every window is a tie at step 0): the backend's max-pool (the generic
+    path) and the fast path's both send the gradient to the first maximum in row-major order."""
+    x = np.array([[1., 1., 0., 2.], [1., 1., 2., 2.]])[None, None]  # [1, 1, 2, 4] (NCHW)
+    want = [[1, 0, 0, 1], [0, 0, 0, 0]]
+    xn = np.transpose(x, (0, 2, 3, 1))
+    gn, _ = backend.input_gradient(lambda v: (ops.max_pool(v, 2, 2, "valid"), None), ops.convert_to_tensor(xn))
+    np.testing.assert_array_equal(npy(gn)[0, :, :, 0], want)
+    if backend.is_tensorflow():
+        F = tf_functional()
+        g, y = backend.input_gradient(lambda v: (F.max_pool_2x2_first(v),) * 2, ops.convert_to_tensor(x))
+        np.testing.assert_array_equal(npy(y)[0, 0], [[1., 2.]])
+        np.testing.assert_array_equal(npy(g)[0, 0], want)
 
 
 def test_clone_accuracies_by_hand_and_without_the_sampler_metrics():
@@ -122,8 +137,8 @@ def test_clone_accuracies_by_hand_and_without_the_sampler_metrics():
     rng = np.random.default_rng(0)
     x, y = rng.uniform(size=(60, 28, 28, 1)).astype("float32"), rng.integers(0, 10, 60)
     d = 2
-    literal = np.argmax(clone(client(x, end=d), start=d + 1).numpy(), 1)
-    intended = np.argmax(server(clone(x, end=d), start=d + 1).numpy(), 1)
+    literal = np.argmax(npy(clone(client(x, end=d), start=d + 1)), 1)
+    intended = np.argmax(npy(server(clone(x, end=d), start=d + 1)), 1)
     idx = repo_sampler_indices(60, 20, np.random.default_rng(5))
     full = clone_accuracies(client, server, clone, x, y, d, np.random.default_rng(5), count=20)
     assert full.repo_literal_full == pytest.approx(100 * np.mean(literal == y))

@@ -1,11 +1,22 @@
 """UnSplit utilities: regularisers, schedules, sampler, targets, optimizers (spec §2, §4, §7.2, §9)."""
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
+
+from splitnn import backend
 
 from unsplit_tf.optim import TorchAdam, keras_adam_update, torch_adam_update
 from unsplit_tf.util import (first_index_per_class, get_examples_by_class, l2loss, normalize, repo_sampler_indices,
                              tv_code, tv_code_per_sample, tv_paper, tv_paper_per_sample, tv_weight_for)
+
+pytestmark = pytest.mark.backend  # the regularisers and update rules are keras.ops: check them on every backend
+# float64 is float32 under JAX without jax_enable_x64
+RTOL = 1e-12 if backend.float64_enabled() else 1e-5
+
+
+def npy(x):
+    return np.asarray(ops.convert_to_numpy(x))
 
 
 def loop_tv_code(x):  # x NHWC, a literal loop over the definition of spec §4.1
@@ -25,28 +36,26 @@ def loop_tv_paper(x, eps):
 
 def test_tv_forms_against_loops_on_non_square_batch():
     x = np.random.default_rng(0).normal(size=(3, 5, 7, 2))
-    assert abs(float(tv_code(x)) - loop_tv_code(x)) <= 1e-12
-    per = tv_code_per_sample(x).numpy()
-    np.testing.assert_allclose(per, [loop_tv_code(x[i:i + 1]) for i in range(3)], rtol=1e-12)
-    np.testing.assert_allclose(tv_code_per_sample(np.transpose(x, (0, 3, 1, 2)), "NCHW").numpy(), per, rtol=1e-12)
+    assert abs(float(tv_code(x)) - loop_tv_code(x)) <= RTOL
+    per = npy(tv_code_per_sample(x))
+    np.testing.assert_allclose(per, [loop_tv_code(x[i:i + 1]) for i in range(3)], rtol=RTOL)
+    np.testing.assert_allclose(npy(tv_code_per_sample(np.transpose(x, (0, 3, 1, 2)), "NCHW")), per, rtol=RTOL)
     want = loop_tv_paper(x, 1e-8)
-    np.testing.assert_allclose(tv_paper_per_sample(x).numpy(), want, rtol=1e-12)
-    np.testing.assert_allclose(tv_paper_per_sample(x, "mean").numpy(), np.array(want) / (2 * 4 * 6), rtol=1e-12)
-    np.testing.assert_allclose(tv_paper_per_sample(np.transpose(x, (0, 3, 1, 2)), data_format="NCHW").numpy(),
-                               want, rtol=1e-12)
-    assert abs(float(tv_paper(x)) - np.mean(want)) < 1e-9
-    assert abs(float(l2loss(x)) - np.mean(x ** 2)) < 1e-12
+    np.testing.assert_allclose(npy(tv_paper_per_sample(x)), want, rtol=RTOL)
+    np.testing.assert_allclose(npy(tv_paper_per_sample(x, "mean")), np.array(want) / (2 * 4 * 6), rtol=RTOL)
+    np.testing.assert_allclose(npy(tv_paper_per_sample(np.transpose(x, (0, 3, 1, 2)), data_format="NCHW")),
+                               want, rtol=RTOL)
+    assert abs(float(tv_paper(x)) - np.mean(want)) < (1e-9 if backend.float64_enabled() else 1e-3)
+    assert abs(float(l2loss(x)) - np.mean(x ** 2)) < RTOL
     # the NHWC pitfall: differencing width and channels instead of height and width gives another number
     wrong = np.mean((x[:, :, 1:, :] - x[:, :, :-1, :]) ** 2) + np.mean((x[..., 1:] - x[..., :-1]) ** 2)
     assert abs(float(tv_code(x)) - wrong) > 1e-3
 
 
 def test_paper_tv_has_finite_gradient_at_a_constant_image():
-    x = tf.fill((1, 6, 6, 1), tf.constant(0.5, tf.float64))
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        t = tv_paper(x)
-    assert np.all(np.isfinite(tape.gradient(t, x).numpy()))
+    x = ops.full((1, 6, 6, 1), 0.5, "float64")
+    g, _ = backend.input_gradient(lambda v: (tv_paper(v), None), x)
+    assert np.all(np.isfinite(npy(g)))
 
 
 def test_tv_weight_schedules():
@@ -83,32 +92,31 @@ def test_first_index_per_class_and_examples():
 
 
 def test_keras_adam_rule_matches_keras_optimizer():
-    import keras
-
     rng = np.random.default_rng(0)
     p0 = rng.normal(size=(4, 3))
     var = keras.Variable(p0, dtype="float64")
     opt = keras.optimizers.Adam(learning_rate=1e-3, amsgrad=True, epsilon=1e-7)
-    p, m, v, vm = tf.constant(p0), *(tf.zeros_like(p0),) * 3
+    c = ops.convert_to_tensor
+    p, m, v, vm = c(p0, "float64"), *(ops.zeros((4, 3), "float64"),) * 3
     for t in range(1, 51):
         g = rng.normal(size=(4, 3)) * 10 ** rng.uniform(-4, 0)
-        opt.apply_gradients([(tf.constant(g), var)])
-        p, m, v, vm = keras_adam_update(p, tf.constant(g), m, v, vm, tf.constant(t), lr=1e-3, eps=1e-7)
+        opt.apply_gradients([(c(g, "float64"), var)])
+        p, m, v, vm = keras_adam_update(p, c(g, "float64"), m, v, vm, c(t, "int32"), lr=1e-3, eps=1e-7)
     # Keras routes its hyperparameters (lr, betas) through float32 even for float64 variables, hence the
     # tolerance; the rule itself is the same
-    np.testing.assert_allclose(p.numpy(), var.numpy(), atol=1e-6)
+    np.testing.assert_allclose(npy(p), npy(var), atol=1e-6)
     # and the two rules really differ (epsilon placement, spec §9)
-    q = torch_adam_update(tf.constant(p0), tf.constant(np.full((4, 3), 1e-6)), *(tf.zeros_like(p0),) * 3,
-                          tf.constant(1))[0]
-    k = keras_adam_update(tf.constant(p0), tf.constant(np.full((4, 3), 1e-6)), *(tf.zeros_like(p0),) * 3,
-                          tf.constant(1), eps=1e-8)[0]
-    assert np.max(np.abs(q.numpy() - k.numpy())) > 1e-8
+    zeros = (ops.zeros((4, 3), "float64"),) * 3
+    g = c(np.full((4, 3), 1e-6), "float64")
+    q = torch_adam_update(c(p0, "float64"), g, *zeros, c(1, "int32"))[0]
+    k = keras_adam_update(c(p0, "float64"), g, *zeros, c(1, "int32"), eps=1e-8)[0]
+    assert np.max(np.abs(npy(q) - npy(k))) > 1e-8
 
 
 def test_torch_adam_skips_variables_without_gradient():
-    a, b = tf.Variable([1.0, 2.0], dtype=tf.float64), tf.Variable([3.0], dtype=tf.float64)
+    a, b = keras.Variable([1.0, 2.0], dtype="float64"), keras.Variable([3.0], dtype="float64")
     opt = TorchAdam()
-    opt.apply_gradients([(tf.constant([0.5, -0.5], tf.float64), a), (None, b)])
-    assert b.numpy()[0] == 3.0
-    np.testing.assert_allclose(a.numpy(), [1.0 - 1e-3, 2.0 + 1e-3], atol=1e-10)
-    assert int(opt.state(a)[3].numpy()) == 1
+    opt.apply_gradients([(ops.convert_to_tensor([0.5, -0.5], "float64"), a), (None, b)])
+    assert npy(b)[0] == 3.0
+    np.testing.assert_allclose(npy(a), [1.0 - 1e-3, 2.0 + 1e-3], atol=1e-10 if backend.float64_enabled() else 1e-6)
+    assert int(npy(opt.state(a)[3])) == 1

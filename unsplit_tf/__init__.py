@@ -1,14 +1,14 @@
-"""UnSplit (Erdogan, Kupcu, Cicek, WPES 2022) in TensorFlow 2 / Keras 3: model inversion, model stealing and
-label inference against split learning. See ``docs``/the spec for the faithful defaults and the options.
+"""UnSplit (Erdogan, Kupcu, Cicek, WPES 2022) in Keras 3: model inversion, model stealing and label inference
+against split learning, written once in ``keras.ops`` on :mod:`splitnn.backend` and run on TensorFlow (the default)
+or JAX (``KERAS_BACKEND=jax``). See ``docs`` for the faithful defaults and the options.
 
 Modules mirror the original: :mod:`unsplit_tf.models` (MnistNet, CifarNet), :mod:`unsplit_tf.attacks`
 (``model_inversion_stealing``, ``label_inference``), :mod:`unsplit_tf.util` (TV, l2, targets, test score);
 plus :mod:`unsplit_tf.optim` (PyTorch-exact Adam), :mod:`unsplit_tf.training`, :mod:`unsplit_tf.torch_interop`,
 the two demos, :mod:`unsplit_tf.keras_client` (the attacks against any Keras client) and
-:mod:`unsplit_tf.jax_engine` (the inversion engine in JAX, for GPU machines without TensorFlow).
+:mod:`unsplit_tf.functional` (an optional im2col forward for MnistNet/CifarNet, TensorFlow only: the CPU fast path).
 
-The names below are imported on first access, so that the TensorFlow-free modules (:mod:`unsplit_tf.layers`,
-:mod:`unsplit_tf.jax_engine`) import without TensorFlow.
+The names below are imported on first access (importing the package loads no backend).
 """
 import importlib
 

@@ -14,8 +14,9 @@ Model inversion and stealing (spec §5)
 * the clone is updated **in place**, so a caller that loops over targets carries one clone across them
   (model stealing accumulates over the 10 targets), as the original demo does.
 
-Each phase runs as a compiled ``tf.while_loop`` (optionally XLA, the default); all ``main_iters`` rounds are one
-call of a compiled function, with no Python per step.
+Written once in ``keras.ops`` on :mod:`splitnn.backend` (gradients, compilation): each phase is a
+``keras.ops.while_loop`` and all ``main_iters`` rounds are one call of a compiled function (``tf.function``,
+XLA by default for the im2col forward, under TensorFlow; ``jax.jit`` under JAX), with no Python per step.
 
 Beyond the original: **batched inversion** (:func:`model_inversion_stealing_batched`). B targets are inverted at
 once, each with its own x~, its own Adam states and **its own copy of the clone** (all copies start from the
@@ -39,13 +40,14 @@ import time
 import weakref
 from typing import Any
 
+import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from unsplit_tf import functional as F
+from splitnn import backend
 from unsplit_tf.models import ARCHITECTURES, SplitNet, label_split_index
 from unsplit_tf.optim import update_rule
-from unsplit_tf.util import (l2loss_per_sample, normalize_per_image, tv_code_per_sample, tv_paper_per_sample,
+from unsplit_tf.util import (l2loss_per_sample, mean, normalize_per_image, tv_code_per_sample, tv_paper_per_sample,
                              tv_weight_for)
 
 TV_FORMS = ("code", "paper")
@@ -67,10 +69,14 @@ class InversionConfig:
         clamp_x: clip x~ to [0, 1] after every input step (False; not in the original).
         cifar_minmax: min-max normalise CIFAR reconstructions before the MSE and saving (True, as the code;
             the paper claims no post-processing).
-        jit_compile: compile the loops with XLA. None (default) chooses per path: on for the MnistNet/CifarNet
-            engine (NCHW im2col loops written for XLA), off for arbitrary Keras clients
+        jit_compile: compile the loops with XLA (TensorFlow; JAX always compiles). None (default) chooses per
+            path: on for the MnistNet/CifarNet fast path (NCHW im2col loops written for XLA), off for the Keras
+            layers (the generic path and arbitrary Keras clients
             (:mod:`unsplit_tf.keras_client`: Keras layers in NHWC, which XLA ran 1.4x slower on a CPU for MnistNet's
             depth 2 and 12x slower for CifarNet's depth 4). True or False is used as given.
+        engine: the clone's forward for MnistNet/CifarNet: 'auto' (default: 'fast' under TensorFlow, 'generic'
+            otherwise), 'generic' (the Keras layers through ``keras.StatelessScope``, every backend) or 'fast'
+            (the im2col forward of :mod:`unsplit_tf.functional`, TensorFlow only). Same mathematics (tested).
     """
     main_iters: int = 1000
     input_iters: int = 100
@@ -85,6 +91,7 @@ class InversionConfig:
     clamp_x: bool = False
     cifar_minmax: bool = True
     jit_compile: bool | None = None
+    engine: str = "auto"
 
     def __post_init__(self):
         for name in ("main_iters", "input_iters", "model_iters"):
@@ -95,6 +102,8 @@ class InversionConfig:
             raise ValueError(f"tv_form {self.tv_form!r} unknown; expected one of {TV_FORMS}")
         if self.tv_reduction not in ("sum", "mean"):
             raise ValueError(f"tv_reduction {self.tv_reduction!r} unknown; expected 'sum' or 'mean'")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine {self.engine!r} unknown; expected one of {ENGINES}")
         update_rule(self.optimizer)
         tv_weight_for(1, self.tv_schedule)
 
@@ -153,70 +162,93 @@ class InversionResult:
 
 
 # ================================================================================================= engine
+def _mse_per_target(y, target):
+    d = y - target
+    return mean(d * d, axis=tuple(range(1, len(d.shape))))
+
+
 def coordinate_descent(net, tv_fn, step_fn, clamp_x: bool = False, clone_loss: str = "sum",
                        precompute=None):
-    """UnSplit's coordinate descent (spec §5) as one function of tensors, to be compiled.
+    """UnSplit's coordinate descent (spec §5) as one pure function of tensors, in ``keras.ops``, to be compiled.
 
-    ``net(params, x, pre)`` is the clone's bottom with parameters ``params`` (a list of tensors), ``tv_fn(x)`` the
-    per-target TV [B], ``step_fn(p, g, m, v, vmax, t)`` an Adam rule (:func:`unsplit_tf.optim.update_rule`),
-    ``precompute(x, params)`` an optional constant computed once per model phase from the fixed x~ (passed to
+    ``net(params, x, pre, extra)`` is the clone's bottom with parameters ``params`` (a list of tensors; ``extra``
+    the clone's other values, e.g. BatchNorm statistics, passed through unchanged), ``tv_fn(x)`` the per-target
+    TV [B], ``step_fn(p, g, m, v, vmax, t)`` an Adam rule (:func:`unsplit_tf.optim.update_rule`),
+    ``precompute(x, params)`` an optional constant computed once per clone phase from the fixed x~ (passed to
     ``net`` as ``pre``; None in the input phase). ``clone_loss``: 'sum' of the per-target MSEs (right when every
     target has its own clone copy: each copy gets its own gradient) or their 'mean' (one clone shared by the
     targets, a batch loss). The input phase always sums, so each x~ gets exactly its single-target gradient.
 
     The returned ``run(x, xm, xv, xvm, tx, params, pm, pv, pvm, tw, target, n_rounds, input_iters, model_iters,
-    lam_tv, lam_l2)`` advances ``n_rounds`` rounds of ``input_iters`` x~ steps (MSE + lam_tv TV + lam_l2
-    mean(x~^2)) then ``model_iters`` clone steps (MSE only) and returns the new state.
+    lam_tv, lam_l2, extra)`` advances ``n_rounds`` rounds of ``input_iters`` x~ steps (MSE + lam_tv TV + lam_l2
+    mean(x~^2)) then ``model_iters`` clone steps (MSE only) and returns the new state (a list). ``run.gradients``
+    gives both losses and their gradients at a state, computed as the loops compute them.
     """
     if clone_loss not in ("sum", "mean"):
         raise ValueError(f"clone_loss must be 'sum' or 'mean', got {clone_loss!r}")
-    reduce_clone = tf.reduce_sum if clone_loss == "sum" else tf.reduce_mean
+    reduce_clone = ops.sum if clone_loss == "sum" else mean
 
-    def mse_per_target(y, target):
-        d = y - target
-        return tf.reduce_mean(d * d, axis=list(range(1, len(d.shape))))
+    def input_objective(p, params, target, lam_tv, lam_l2, extra):
+        x = p[0]
+        loss = ops.sum(_mse_per_target(net(params, x, None, extra), target) + lam_tv * tv_fn(x)
+                       + lam_l2 * l2loss_per_sample(x))
+        return loss, None
+
+    def clone_objective(params, x, pre, target, extra):
+        return reduce_clone(_mse_per_target(net(params, x, pre, extra), target)), None
+
+    def input_grad(x, params, target, lam_tv, lam_l2, extra):
+        loss, _, (g,) = backend.value_and_grad(input_objective, [x], params, target, lam_tv, lam_l2, extra)
+        return loss, g
+
+    def clone_grad(params, x, pre, target, extra):
+        loss, _, grads = backend.value_and_grad(clone_objective, list(params), x, pre, target, extra)
+        return loss, grads
 
     def run(x, xm, xv, xvm, tx, params, pm, pv, pvm, tw, target, n_rounds, input_iters, model_iters,
-            lam_tv, lam_l2):
+            lam_tv, lam_l2, extra):
         def input_phase(x, xm, xv, xvm, tx, params):
             def body(i, x, xm, xv, xvm, tx):
-                with tf.GradientTape() as tape:
-                    tape.watch(x)
-                    loss = tf.reduce_sum(mse_per_target(net(params, x, None), target) + lam_tv * tv_fn(x)
-                                         + lam_l2 * l2loss_per_sample(x))
-                g = tape.gradient(loss, x)
+                _, g = input_grad(x, params, target, lam_tv, lam_l2, extra)
                 tx = tx + 1
                 x, xm, xv, xvm = step_fn(x, g, xm, xv, xvm, tx)
                 if clamp_x:
-                    x = tf.clip_by_value(x, 0.0, 1.0)
+                    x = ops.clip(x, 0.0, 1.0)
                 return i + 1, x, xm, xv, xvm, tx
-            out = tf.while_loop(lambda i, *a: i < input_iters, body, (tf.constant(0), x, xm, xv, xvm, tx))
-            return out[1:]
+            out = ops.while_loop(lambda i, *a: i < input_iters, body, (ops.zeros((), "int32"), x, xm, xv, xvm, tx))
+            return tuple(out[1:])
 
         def model_phase(x, params, pm, pv, pvm, tw):
             pre = precompute(x, params) if precompute is not None else None  # x~ is fixed in this phase
 
             def body(i, params, pm, pv, pvm, tw):
-                with tf.GradientTape() as tape:
-                    tape.watch(params)
-                    loss = reduce_clone(mse_per_target(net(params, x, pre), target))
-                grads = tape.gradient(loss, params)
+                _, grads = clone_grad(params, x, pre, target, extra)
                 tw = tw + 1
                 new = [step_fn(p, g, m, v, vm, tw) for p, g, m, v, vm in zip(params, grads, pm, pv, pvm)]
                 return (i + 1, [n[0] for n in new], [n[1] for n in new], [n[2] for n in new],
                         [n[3] for n in new], tw)
-            out = tf.while_loop(lambda i, *a: i < model_iters, body, (tf.constant(0), params, pm, pv, pvm, tw))
-            return out[1:]
+            out = ops.while_loop(lambda i, *a: i < model_iters, body,
+                                 (ops.zeros((), "int32"), list(params), list(pm), list(pv), list(pvm), tw))
+            return tuple(out[1:])
 
         def round_body(r, x, xm, xv, xvm, tx, params, pm, pv, pvm, tw):
             x, xm, xv, xvm, tx = input_phase(x, xm, xv, xvm, tx, params)
             params, pm, pv, pvm, tw = model_phase(x, params, pm, pv, pvm, tw)
-            return r + 1, x, xm, xv, xvm, tx, params, pm, pv, pvm, tw
+            return r + 1, x, xm, xv, xvm, tx, list(params), list(pm), list(pv), list(pvm), tw
 
-        out = tf.while_loop(lambda r, *a: r < n_rounds, round_body,
-                            (tf.constant(0), x, xm, xv, xvm, tx, params, pm, pv, pvm, tw))
-        return out[1:]
+        out = ops.while_loop(lambda r, *a: r < n_rounds, round_body,
+                             (ops.zeros((), "int32"), x, xm, xv, xvm, tx, list(params), list(pm), list(pv),
+                              list(pvm), tw))
+        return list(out[1:])
 
+    def gradients(x, params, target, lam_tv, lam_l2, extra):
+        """(input loss, dL/dx~, clone loss, dL/dparams) at (x~, params), as the loops compute them."""
+        li, gx = input_grad(x, params, target, lam_tv, lam_l2, extra)
+        pre = precompute(x, params) if precompute is not None else None
+        lc, gp = clone_grad(params, x, pre, target, extra)
+        return li, gx, lc, gp
+
+    run.gradients = gradients
     return run
 
 
@@ -230,11 +262,15 @@ def adam_step_fn(cfg: "InversionConfig"):
     return step_fn
 
 
-def call_compiled(run, state, target, n_rounds, input_iters, model_iters, lam_tv, lam_l2, dtype):
-    """Call a compiled :func:`coordinate_descent` ``run`` with Python numbers as constants; returns a list."""
-    c = lambda v, dt=tf.int32: tf.constant(v, dt)  # noqa: E731
-    out = run(*state, target, c(n_rounds), c(input_iters), c(model_iters), c(lam_tv, dtype), c(lam_l2, dtype))
-    return list(out)
+def call_compiled(run, state, target, n_rounds, input_iters, model_iters, lam_tv, lam_l2, dtype, extra=()):
+    """Call a compiled :func:`coordinate_descent` ``run`` with Python numbers as tensors; returns a list."""
+    def c(v, dt="int32"):
+        return ops.convert_to_tensor(v, dt)
+    return list(run(*state, target, c(n_rounds), c(input_iters), c(model_iters), c(lam_tv, dtype),
+                    c(lam_l2, dtype), list(extra)))
+
+
+ENGINES = ("auto", "generic", "fast")
 
 
 class _InversionEngine:
@@ -242,53 +278,128 @@ class _InversionEngine:
 
     State per target b (leading axis B): x~, its Adam moments, the clone's layers 0..d and their Adam moments.
     Step counters are shared (all targets start together). ``run`` advances ``n_rounds`` rounds.
+
+    Two forwards of the clone, same mathematics (tested against each other):
+
+    * ``generic`` (every backend): the Keras layers of a private MnistNet/CifarNet, NHWC and Keras layouts, with
+      each target's parameters substituted (``keras.StatelessScope``), mapped over the targets (``jax.vmap``
+      under JAX, an unrolled loop under TensorFlow);
+    * ``fast`` (TensorFlow only, the default there): :mod:`unsplit_tf.functional`, NCHW im2col over a batch of
+      models with a precomputed first-layer patch matrix in the clone phase, XLA-compiled. It is kept because it
+      is measurably faster on a CPU: 5.9x the generic path's speed (MnistNet depth 2, one image, 20 rounds, one
+      intra-op thread, 2-core shared CPU, December 2026: 0.148 s against 0.877 s, best of 5 interleaved runs;
+      ``benchmarks/unsplit_speed.py --engine fast|generic``).
     """
 
     def __init__(self, arch, split_depth, dtype, tv_form, tv_reduction, optimizer, lr, keras_epsilon,
-                 clamp_x, jit_compile):
+                 clamp_x, jit_compile, engine):
         self.arch = arch
         self.split = split_depth
-        self.dtype = tf.as_dtype(dtype)
+        self.dtype = dtype
+        self.engine = engine
         step_fn = adam_step_fn(InversionConfig(optimizer=optimizer, lr=lr, keras_epsilon=keras_epsilon))
-
-        def net(params, x, pre):
-            return F.forward(arch, params, x, 0, split_depth, xla=jit_compile, first_cols=pre)
-
-        first = ARCHITECTURES[arch][0]
-        first_padding = first.padding if first.kind == "conv" else None
-
-        def first_cols(x, params):  # the first conv's patch matrix of the fixed x~
-            return F.im2col_constant(x, params[0].shape, first_padding)
+        layout = "NCHW" if engine == "fast" else "NHWC"
 
         def tv_fn(x):
             if tv_form == "code":
-                return tv_code_per_sample(x, "NCHW")
-            return tv_paper_per_sample(x, tv_reduction, data_format="NCHW")
+                return tv_code_per_sample(x, layout)
+            return tv_paper_per_sample(x, tv_reduction, data_format=layout)
 
-        run = coordinate_descent(net, tv_fn, step_fn, clamp_x, clone_loss="sum",
-                                 precompute=first_cols if first_padding else None)
-        self._run = tf.function(run, jit_compile=jit_compile, autograph=False)
+        if engine == "fast":
+            from unsplit_tf import functional as F
+
+            def net(params, x, pre, extra):
+                return F.forward(arch, params, x, 0, split_depth, xla=jit_compile, first_cols=pre)
+
+            first = ARCHITECTURES[arch][0]
+            first_padding = first.padding if first.kind == "conv" else None
+
+            def first_cols(x, params):  # the first conv's patch matrix of the fixed x~
+                return F.im2col_constant(x, params[0].shape, first_padding)
+            precompute = first_cols if first_padding else None
+        else:
+            model = SplitNet(arch, seed=0, dtype=dtype, name=f"unsplit_{arch}_engine")
+            weights = model.client_weights(split_depth)
+
+            def one(args):  # target b through its own clone copy
+                xb, pb = args
+                with keras.StatelessScope(state_mapping=list(zip(weights, pb))):
+                    return model(xb[None], end=split_depth)[0]
+
+            def net(params, x, pre, extra):
+                if backend.is_jax():  # jax.vmap: one batched (grouped) convolution for all the copies
+                    return ops.vectorized_map(one, (x, list(params)))
+                # TensorFlow's vectorized_map falls back to a loop for per-copy filters: unroll it here
+                return ops.stack([one((x[b], [p[b] for p in params])) for b in range(int(x.shape[0]))])
+            precompute = None
+            self._model = model
+        self.loop = coordinate_descent(net, tv_fn, step_fn, clamp_x, clone_loss="sum", precompute=precompute)
+        self._run = backend.compile(self.loop, jit_compile=jit_compile)
+        self._gradients = backend.compile(self.loop.gradients, jit_compile=jit_compile)
 
     def __call__(self, state, target, n_rounds, input_iters, model_iters, lam_tv, lam_l2):
         return call_compiled(self._run, state, target, n_rounds, input_iters, model_iters, lam_tv, lam_l2,
                              self.dtype)
 
+    def to_engine(self, x_nhwc, params_keras):
+        """Images and Keras-layout parameters (leading target axis) in this engine's layouts."""
+        if self.engine != "fast":
+            return x_nhwc, list(params_keras)
+        from unsplit_tf import functional as F
+        kinds = F.param_kinds(self.arch, 0, self.split)
+        return F.nhwc_to_nchw(x_nhwc), [F.keras_to_torch(p, k) for p, k in zip(params_keras, kinds)]
+
+    def from_engine(self, x, params):
+        if self.engine != "fast":
+            return x, list(params)
+        from unsplit_tf import functional as F
+        kinds = F.param_kinds(self.arch, 0, self.split)
+        return F.nchw_to_nhwc(x), [F.torch_to_keras(p, k) for p, k in zip(params, kinds)]
+
 
 _ENGINES: dict = {}
 
 
+def resolve_engine(cfg: "InversionConfig") -> str:
+    """'fast' (im2col, XLA) under TensorFlow unless ``cfg.engine`` says otherwise; 'generic' elsewhere."""
+    if cfg.engine == "auto":
+        return "fast" if backend.is_tensorflow() else "generic"
+    if cfg.engine == "fast" and not backend.is_tensorflow():
+        raise ValueError("engine='fast' (the im2col forward of unsplit_tf.functional) runs on TensorFlow only; "
+                         "use engine='generic' or 'auto' under other Keras backends")
+    return cfg.engine
+
+
 def _engine(arch, split, dtype, cfg: InversionConfig) -> _InversionEngine:
-    key = (arch, split, tf.as_dtype(dtype).name, cfg.tv_form, cfg.tv_reduction, cfg.optimizer, cfg.lr,
-           cfg.keras_epsilon, cfg.clamp_x, cfg.xla(default=True))
+    engine = resolve_engine(cfg)
+    # the im2col loops were written for XLA; the generic Keras-layer loop runs faster without it on a CPU
+    xla = cfg.xla(default=engine == "fast")
+    key = (arch, split, keras.backend.standardize_dtype(dtype), cfg.tv_form, cfg.tv_reduction, cfg.optimizer,
+           cfg.lr, cfg.keras_epsilon, cfg.clamp_x, xla, engine)
     if key not in _ENGINES:
         _ENGINES[key] = _InversionEngine(*key)
     return _ENGINES[key]
 
 
 def initial_state(x0, params):
-    z = tf.zeros_like
-    return [x0, z(x0), z(x0), z(x0), tf.constant(0, tf.int64), list(params), [z(p) for p in params],
-            [z(p) for p in params], [z(p) for p in params], tf.constant(0, tf.int64)]
+    z = ops.zeros_like
+    return [x0, z(x0), z(x0), z(x0), ops.zeros((), "int32"), list(params), [z(p) for p in params],
+            [z(p) for p in params], [z(p) for p in params], ops.zeros((), "int32")]
+
+
+def _engine_inputs(clone: SplitNet, split_depth: int, targets, params=None, x0=None):
+    dtype = clone.dtype
+    targets = ops.cast(ops.convert_to_tensor(targets), dtype)
+    b = int(targets.shape[0])
+    if params is None:
+        params = [ops.repeat(ops.expand_dims(ops.convert_to_tensor(w), 0), b, axis=0)
+                  for w in clone.client_weights(split_depth)]
+    params = [ops.cast(ops.convert_to_tensor(p), dtype) for p in params]
+    if x0 is None:
+        x0 = ops.full((b,) + tuple(clone.image_shape), 0.5, dtype)
+    else:
+        x0 = ops.cast(ops.convert_to_tensor(x0), dtype)
+    return targets, params, x0
 
 
 def _run_engine(clone: SplitNet, split_depth: int, targets, cfg: InversionConfig, lambda_tv: float,
@@ -298,24 +409,32 @@ def _run_engine(clone: SplitNet, split_depth: int, targets, cfg: InversionConfig
     ``params``: Keras-layout parameters of layers 0..split with a leading target axis (default: the clone's,
     repeated). Returns ``(x_hat [B, H, W, C], params)`` in the same layouts.
     """
-    dtype = clone.dtype
-    targets = F.nhwc_to_nchw(tf.cast(tf.convert_to_tensor(targets), dtype))
-    b = int(targets.shape[0])
-    if params is None:
-        params = [tf.repeat(tf.convert_to_tensor(w)[None], b, axis=0) for w in clone.client_weights(split_depth)]
-    kinds = F.param_kinds(clone.arch, 0, split_depth)
-    params = [F.keras_to_torch(tf.cast(p, dtype), k) for p, k in zip(params, kinds)]
-    if x0 is None:
-        h, w, c = clone.image_shape
-        x0 = tf.fill((b, c, h, w), tf.constant(0.5, dtype))
-    else:
-        x0 = F.nhwc_to_nchw(tf.cast(x0, dtype))
+    targets, params, x0 = _engine_inputs(clone, split_depth, targets, params, x0)
+    engine = _engine(clone.arch, split_depth, clone.dtype, cfg)
+    x0, params = engine.to_engine(x0, params)
+    target = engine.to_engine(targets, [])[0]
     state = initial_state(x0, params)
     if cfg.main_iters > 0:
-        engine = _engine(clone.arch, split_depth, dtype, cfg)
-        state = engine(state, targets, cfg.main_iters, cfg.input_iters, cfg.model_iters, lambda_tv,
-                       cfg.lambda_l2)
-    return F.nchw_to_nhwc(state[0]), [F.torch_to_keras(p, k) for p, k in zip(state[5], kinds)]
+        state = engine(state, target, cfg.main_iters, cfg.input_iters, cfg.model_iters, lambda_tv, cfg.lambda_l2)
+    return engine.from_engine(state[0], state[5])
+
+
+def initial_gradients(clone: SplitNet, split_depth: int, targets, lambda_tv: float = 0.1, lambda_l2: float = 1.0,
+                      config: InversionConfig | None = None):
+    """Both losses of the attack and their gradients at its start (x~ = 0.5, per-target copies of the clone),
+    computed by the same functions as the compiled loops: ``(input_loss, grad_x [B, H, W, C], clone_loss,
+    grads)`` with ``grads`` in Keras layouts with a leading target axis. For tests and diagnostics."""
+    cfg = config or InversionConfig()
+    split_depth = _check_split(clone, split_depth)
+    targets, params, x0 = _engine_inputs(clone, split_depth, targets)
+    engine = _engine(clone.arch, split_depth, clone.dtype, cfg)
+    x0, params = engine.to_engine(x0, params)
+    target = engine.to_engine(targets, [])[0]
+    dt = clone.dtype
+    li, gx, lc, gp = engine._gradients(x0, params, target, ops.convert_to_tensor(lambda_tv, dt),
+                                       ops.convert_to_tensor(lambda_l2, dt), [])
+    gx, gp = engine.from_engine(gx, gp)
+    return li, gx, lc, gp
 
 
 def _check_split(clone: SplitNet, split: int) -> int:
@@ -340,7 +459,7 @@ def model_inversion_stealing(clone: SplitNet, split: int, target, input_size=Non
     cfg = dataclasses.replace(config or InversionConfig(), main_iters=int(main_iters),
                               input_iters=int(input_iters), model_iters=int(model_iters),
                               lambda_l2=float(lambda_l2))
-    target = tf.convert_to_tensor(target)
+    target = ops.convert_to_tensor(target)
     if target.shape[0] != 1:
         raise ValueError(f"target must be one smashed sample (batch 1), got shape {tuple(target.shape)}; use "
                          f"model_inversion_stealing_batched for several")
@@ -388,7 +507,7 @@ def invert_images(client: SplitNet, clone: SplitNet, images, split_depth: int,
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or images.shape[1:] != tuple(clone.image_shape):
         raise ValueError(f"images must be [N, {', '.join(map(str, clone.image_shape))}], got {images.shape}")
-    smashed = client(tf.cast(images, client.dtype), end=split_depth)
+    smashed = client(ops.cast(images, client.dtype), end=split_depth)
     start = time.perf_counter()
     clone_params = None
     if batched:
@@ -399,9 +518,9 @@ def invert_images(client: SplitNet, clone: SplitNet, images, split_depth: int,
             x_hat, params = model_inversion_stealing_batched(
                 clone, split_depth, smashed[s:s + bs], lam_tv, cfg.lambda_l2, cfg.main_iters, cfg.input_iters,
                 cfg.model_iters, config=cfg)
-            xs.append(x_hat.numpy())
+            xs.append(ops.convert_to_numpy(x_hat))
             for j in range(int(x_hat.shape[0])):
-                per_target[s + j] = [p[j].numpy() for p in params]
+                per_target[s + j] = [ops.convert_to_numpy(p[j]) for p in params]
         x_hat = np.concatenate(xs)
         clone_params = per_target
         out_clone = clone
@@ -413,7 +532,7 @@ def invert_images(client: SplitNet, clone: SplitNet, images, split_depth: int,
                 clone.set_param_values(initial)
             x_i = model_inversion_stealing(clone, split_depth, smashed[i:i + 1], None, lam_tv, cfg.lambda_l2,
                                            cfg.main_iters, cfg.input_iters, cfg.model_iters, config=cfg)
-            xs.append(x_i.numpy())
+            xs.append(ops.convert_to_numpy(x_i))
             if verbose:
                 printer(f"\tImage {i} done")
         x_hat = np.concatenate(xs)
@@ -458,7 +577,7 @@ def observed_variables(model: SplitNet, server_end: int, observed_param: str = "
 
 def cross_entropy(logits, labels):
     """Sparse softmax cross-entropy from logits, mean over the batch (PyTorch's CrossEntropyLoss)."""
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    return mean(ops.sparse_categorical_crossentropy(labels, logits, from_logits=True))
 
 
 def first_argmin(scores) -> int:
@@ -467,35 +586,39 @@ def first_argmin(scores) -> int:
     return int(np.flatnonzero(scores == scores.min())[0])
 
 
-def candidate_scores_loop(forward, h, target_grads, variables, candidates):
-    """The original's per-label loop: MSE between the observed gradients and those of CE(forward(h), k) with
-    respect to ``variables``, for each candidate k in order (a mean over all observed elements)."""
-    scores = []
-    total = sum(int(np.prod(v.shape)) for v in variables)
-    for k in candidates:
-        with tf.GradientTape() as tape:
-            loss = cross_entropy(forward(h), tf.fill((int(h.shape[0]),), tf.constant(k, tf.int64)))
-        grads = tape.gradient(loss, variables)
-        sq = sum(tf.reduce_sum(tf.square(g - t)) for g, t in zip(grads, target_grads))
-        scores.append(sq / total)
-    return tf.stack(scores)
+def candidate_scores(forward, h, target_grads, observed, others, candidates, vectorized=True):
+    """Per candidate k, the MSE (mean over all observed elements) between the observed gradients and those of
+    CE(forward(observed, others, h), k) with respect to the observed values.
 
-
-def candidate_scores_vectorized(forward, h, target_grads, variables, candidates):
-    """:func:`candidate_scores_loop` in one pass: one forward, the Jacobian of the K candidate losses."""
-    total = sum(int(np.prod(v.shape)) for v in variables)
+    ``vectorized=True``: one forward pass, then the gradient of each candidate's loss from it
+    (:func:`splitnn.backend.loss_grads`); ``False``: the original's per-label loop, a forward and backward pass
+    per candidate. Same values.
+    """
+    total = sum(int(np.prod(t.shape)) for t in target_grads)
     n = int(h.shape[0])
-    k = len(candidates)
-    with tf.GradientTape() as tape:
-        logits = forward(h)
-        labels = tf.repeat(tf.constant(candidates, tf.int64)[:, None], n, axis=1)  # [K, n]
-        per = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=labels, logits=tf.broadcast_to(logits[None], (k,) + tuple(logits.shape)))
-        losses = tf.reduce_mean(per, axis=1)  # [K]
-    jac = tape.jacobian(losses, variables, experimental_use_pfor=True)
-    sq = sum(tf.reduce_sum(tf.square(j - t[None]), axis=list(range(1, len(j.shape))))
-             for j, t in zip(jac, target_grads))
-    return sq / total
+
+    def labels(k):
+        return ops.full((n,), k, "int32")
+
+    if vectorized:
+        def losses(params, h):
+            logits = forward(params[0], params[1], h)
+            return tuple(cross_entropy(logits, labels(k)) for k in candidates), None
+        _, _, grads = backend.loss_grads(losses, (observed, others), [(i, 0) for i in range(len(candidates))], h)
+    else:
+        grads = []
+        for k in candidates:
+            def loss(params, h, k=k):
+                return cross_entropy(forward(params, others, h), labels(k)), None
+            grads.append(backend.value_and_grad(loss, list(observed), h)[2])
+    scores = [sum(ops.sum(ops.square(g - t)) for g, t in zip(gk, target_grads)) / total for gk in grads]
+    return ops.stack(scores)
+
+
+def _substituted(model, variables, values, call):
+    """``call()`` with ``model``'s ``variables`` read as ``values`` (a pure forward)."""
+    with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+        return call()
 
 
 def label_inference(clone: SplitNet, h, target_grad, server_end: int, num_classes: int = 10,
@@ -503,8 +626,8 @@ def label_inference(clone: SplitNet, h, target_grad, server_end: int, num_classe
     """Infer the label of one sample from the client's parameter gradient (spec §8.1, eq. 3).
 
     The original's ``label_inference(pred, clone, target_grad, candidates, grad_index)`` differentiates the
-    clone's precomputed logits ``pred``; TensorFlow cannot differentiate a finished tensor afterwards, so this
-    takes the server output ``h`` and recomputes ``clone(h, start=server_end + 1)`` under a tape (same values).
+    clone's precomputed logits ``pred``; a finished tensor cannot be differentiated afterwards here, so this
+    takes the server output ``h`` and recomputes ``clone(h, start=server_end + 1)`` (same values).
     ``grad_index`` becomes ``observed_param`` ('last_layer_weight' = the original's index 8 / 14).
 
     Args:
@@ -520,19 +643,24 @@ def label_inference(clone: SplitNet, h, target_grad, server_end: int, num_classe
     variables = observed_variables(clone, server_end, observed_param)
     if not isinstance(target_grad, (list, tuple)):
         target_grad = [target_grad]
-    target_grad = [tf.cast(tf.convert_to_tensor(t), v.dtype) for t, v in zip(target_grad, variables)]
     if len(target_grad) != len(variables):
         raise ValueError(f"{observed_param}: {len(variables)} observed gradients expected, got {len(target_grad)}")
-    h = tf.cast(tf.convert_to_tensor(h), clone.dtype)
+    target_grad = [ops.cast(ops.convert_to_tensor(t), v.dtype) for t, v in zip(target_grad, variables)]
+    h = ops.cast(ops.convert_to_tensor(h), clone.dtype)
+    ids = {id(v) for v in variables}
+    others = [w for w in clone.range_weights(server_end + 1) if id(w) not in ids]
     key = (server_end, observed_param, tuple(candidates), bool(vectorized))
     cache = _SCORERS.setdefault(clone, {})
     if key not in cache:
-        fn = candidate_scores_vectorized if vectorized else candidate_scores_loop
         model = weakref.ref(clone)  # the cache is keyed by the clone: no strong reference back
-        cache[key] = tf.function(
-            lambda h_, t_: fn(lambda x: model()(x, start=server_end + 1), h_, t_, variables, candidates),
-            autograph=False)
-    scores = cache[key](h, target_grad).numpy()
+
+        def forward(obs, oth, x):
+            return _substituted(model(), variables + others, list(obs) + list(oth),
+                                lambda: model()(x, start=server_end + 1))
+        cache[key] = backend.compile(
+            lambda h_, t_, obs, oth: candidate_scores(forward, h_, t_, obs, oth, candidates, vectorized))
+    scores = ops.convert_to_numpy(cache[key](h, target_grad, backend.variable_values(variables),
+                                             backend.variable_values(others)))
     return candidates[first_argmin(scores)], scores
 
 
@@ -597,40 +725,51 @@ def run_label_inference(x, y, arch: str, count: int = 100, client_depth: int = 1
         indices = rng.permutation(len(y))[:int(count)]
     indices = np.asarray(indices)
 
-    @tf.function(autograph=False)
-    def victim_step(xb, yb):
-        with tf.GradientTape(persistent=True) as tape:
-            h = server(xb, end=s)
-            loss = cross_entropy(client(h, start=s + 1), yb)
-        g_server = tape.gradient(loss, sv)
-        g_client = tape.gradient(loss, cv)
-        g_obs = tape.gradient(loss, observed_c)
-        del tape
-        return h, g_server, g_client, g_obs
+    obs_pos = [next(i for i, v in enumerate(cv) if v is o) for o in observed_c]
+    ns, nc, nk = len(sv), len(cv), len(kv)
+    slots = opt_s.slots(sv) + opt_c.slots(cv) + opt_k.slots(kv)
 
-    @tf.function(autograph=False)
-    def clone_step(xb, label, g_server, g_client):
-        with tf.GradientTape(persistent=True) as tape:
-            h = server(xb, end=s)
-            loss = cross_entropy(clone(h, start=s + 1), label)
-        g_clone = tape.gradient(loss, kv)
-        g_server2 = tape.gradient(loss, sv)
-        del tape
-        opt_c.apply_gradients(zip(g_client, cv))
-        opt_k.apply_gradients(zip(g_clone, kv))
-        if label_server_update == "both":
-            opt_s.apply_gradients(zip([a + b for a, b in zip(g_server, g_server2)], sv))
-        else:
-            opt_s.apply_gradients(zip(g_server, sv))
+    def victim_loss(params, xb, yb):
+        s_vals, c_vals = params
+        h = _substituted(server, sv, s_vals, lambda: server(xb, end=s))
+        logits = _substituted(client, cv, c_vals, lambda: client(h, start=s + 1))
+        return (cross_entropy(logits, yb),), h
+
+    def victim(s_vals, c_vals, xb, yb):
+        _, h, (g_server, g_client) = backend.loss_grads(victim_loss, (s_vals, c_vals), [(0, 0), (0, 1)], xb, yb)
+        return h, g_server, g_client
+
+    victim_step = backend.compile(victim)
+
+    def clone_loss(params, xb, label):
+        s_vals, k_vals = params
+        h = _substituted(server, sv, s_vals, lambda: server(xb, end=s))
+        logits = _substituted(clone, kv, k_vals, lambda: clone(h, start=s + 1))
+        return (cross_entropy(logits, label),), None
+
+    def clone_update(values, xb, label, g_server, g_client):
+        s_vals, c_vals, k_vals = values[:ns], values[ns:ns + nc], values[ns + nc:ns + nc + nk]
+        slot_vals = values[ns + nc + nk:]
+        os_, oc, ok = slot_vals[:4 * ns], slot_vals[4 * ns:4 * (ns + nc)], slot_vals[4 * (ns + nc):]
+        _, _, (g_clone, g_server2) = backend.loss_grads(clone_loss, (s_vals, k_vals), [(0, 1), (0, 0)], xb, label)
+        c_vals, oc = opt_c.stateless_step(c_vals, g_client, oc)
+        k_vals, ok = opt_k.stateless_step(k_vals, g_clone, ok)
+        if label_server_update == "both":  # the original does not detach h: CE_clone reaches the server too
+            g_server = [a + b for a, b in zip(g_server, g_server2)]
+        s_vals, os_ = opt_s.stateless_step(s_vals, g_server, os_)
+        return list(s_vals) + list(c_vals) + list(k_vals) + list(os_) + list(oc) + list(ok), ()
+
+    clone_step = backend.StatefulStep(clone_update, sv + cv + kv + slots)
 
     labels, predicted = [], []
     start = time.perf_counter()
     for idx in indices:
-        xb = tf.cast(x[idx:idx + 1], server.dtype)
-        yb = tf.constant([int(y[idx])], tf.int64)
-        h, g_server, g_client, g_obs = victim_step(xb, yb)
+        xb = ops.cast(x[idx:idx + 1], server.dtype)
+        yb = np.asarray([int(y[idx])], np.int32)
+        h, g_server, g_client = victim_step(backend.variable_values(sv), backend.variable_values(cv), xb, yb)
+        g_obs = [g_client[i] for i in obs_pos]
         pred, _ = label_inference(clone, h, list(g_obs), s, 10, observed_param, vectorized)
-        clone_step(xb, tf.constant([pred], tf.int64), g_server, g_client)
+        clone_step(xb, np.asarray([pred], np.int32), list(g_server), list(g_client))
         labels.append(int(y[idx]))
         predicted.append(pred)
         if printer is not None:

@@ -1,10 +1,13 @@
-"""Pure-function forward passes of MnistNet/CifarNet for UnSplit's compiled attack loops.
+"""The TensorFlow fast path of UnSplit's inversion: a pure-function forward of MnistNet/CifarNet (im2col, NCHW).
 
-The Keras models (:mod:`unsplit_tf.models`) hold the variables and run in NHWC. The attack loops instead carry
-the clone's parameters as plain tensors through ``tf.while_loop`` and evaluate the network with
-:func:`forward`, which works on a **batch of models**: every parameter has a leading axis B and image b goes
-through model b (the batched inversion gives each target its own clone copy; the faithful single-target attack
-is the case B = 1).
+Optional and TensorFlow-only (imported only under TensorFlow, where it is the default: ``InversionConfig(engine=
+'fast')``). The attack itself (:mod:`unsplit_tf.attacks`) is written once in ``keras.ops``; its generic clone
+forward runs the Keras layers on any backend. This forward computes the same function (tested against it and
+against the golden trajectories) and is faster on a CPU under XLA. The Keras models (:mod:`unsplit_tf.models`)
+hold the variables and run in NHWC; the attack loops carry the clone's parameters as plain tensors and evaluate
+the network with :func:`forward`, which works on a **batch of models**: every parameter has a leading axis B and
+image b goes through model b (the batched inversion gives each target its own clone copy; the faithful
+single-target attack is the case B = 1).
 
 Layout: the loops run in **NCHW with PyTorch's parameter layouts** (conv weight [out, in, kh, kw], linear weight
 [out, in]); :func:`keras_to_torch` / :func:`torch_to_keras` convert the Keras variables on the way in and out.

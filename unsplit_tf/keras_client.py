@@ -10,9 +10,10 @@ with the same algorithm and defaults (spec §5): x~ starts as the constant 0.5, 
 by default, lr 1e-3) are created afresh per call, then ``main_iters`` rounds of ``input_iters`` x~ steps
 (MSE + lambda_tv TV + lambda_l2 mean(x~^2)) and ``model_iters`` clone steps (MSE only); the clone is updated in
 place, so a loop over targets carries it (model stealing accumulates), and the smashed targets are constants.
-All rounds run in one compiled function (``tf.while_loop``; without XLA unless ``config.jit_compile=True``: XLA's
-CPU convolutions in NHWC were 1.4-12x slower here), with the clone evaluated through ``keras.Model.stateless_call``;
-its weights are the loop's tensors.
+All rounds run in one compiled function, the same ``keras.ops`` coordinate descent as
+:mod:`unsplit_tf.attacks` (under TensorFlow without XLA unless ``config.jit_compile=True``: XLA's CPU convolutions
+in NHWC were 1.4-12x slower here; ``jax.jit`` under JAX), with the clone evaluated through
+``keras.Model.stateless_call``; its weights are the loop's tensors.
 
 Batches. Several targets can be inverted in one call. Each has its own x~ (so each x~ follows exactly its
 single-target trajectory for a given clone), but the targets **share one clone**, trained on the mean of their
@@ -40,11 +41,11 @@ import weakref
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from unsplit_tf.attacks import (InversionConfig, adam_step_fn, call_compiled, candidate_scores_loop,
-                                candidate_scores_vectorized, coordinate_descent, cross_entropy, first_argmin,
-                                initial_state)
+from splitnn import backend
+from unsplit_tf.attacks import (InversionConfig, adam_step_fn, call_compiled, candidate_scores, coordinate_descent,
+                                cross_entropy, first_argmin, initial_state)
 from unsplit_tf.util import tv_code_per_sample, tv_paper_per_sample, tv_weight_for
 
 CLONE_REUSE = ("carry", "fresh")
@@ -109,14 +110,14 @@ def _training_kwargs(model, training) -> dict:
     return {"training": bool(training)} if takes else {}
 
 
-def _input_dtype(model) -> tf.DType:
+def _input_dtype(model) -> str:
     """The dtype x~ lives in: the model's input dtype (functional/Sequential), else its weights' dtype."""
     inputs = getattr(model, "inputs", None)  # functional and Sequential models only
     if inputs:
-        return tf.as_dtype(keras.backend.standardize_dtype(inputs[0].dtype))
+        return keras.backend.standardize_dtype(inputs[0].dtype)
     if model.weights:
-        return tf.as_dtype(keras.backend.standardize_dtype(model.weights[0].dtype))
-    return tf.as_dtype(keras.backend.standardize_dtype(model.compute_dtype))
+        return keras.backend.standardize_dtype(model.weights[0].dtype)
+    return keras.backend.standardize_dtype(model.compute_dtype)
 
 
 def fresh_clone(client: keras.Model, seed: int | None = None) -> keras.Model:
@@ -143,30 +144,29 @@ class _KerasEngine:
 
     def __init__(self, clone: keras.Model, cfg: InversionConfig, training: bool, shared_clone: bool):
         self.dtype = _input_dtype(clone)
-        non_trainable = list(clone.non_trainable_variables)  # read when the loop runs (BN statistics)
         model = weakref.ref(clone)  # the engine lives in a cache keyed by the clone: no strong reference back
         call_kwargs = _training_kwargs(clone, training)
 
-        def net(params, x, pre):
-            y, _ = model().stateless_call(params, non_trainable, x, **call_kwargs)
-            return tf.cast(y, x.dtype)  # the losses live in x~'s dtype (a no-op unless the model casts)
+        def net(params, x, pre, extra):  # extra: the non-trainable values (BN statistics), read per call
+            y, _ = model().stateless_call(params, extra, x, **call_kwargs)
+            return ops.cast(y, x.dtype)  # the losses live in x~'s dtype (a no-op unless the model casts)
 
         data_format = "NHWC" if keras.config.image_data_format() == "channels_last" else "NCHW"
 
         def tv_fn(x):
             if len(x.shape) != 4:
-                return tf.zeros(tf.shape(x)[:1], x.dtype)  # only reached with lambda_tv == 0 (checked)
+                return ops.zeros(x.shape[:1], x.dtype)  # only reached with lambda_tv == 0 (checked)
             if cfg.tv_form == "code":
                 return tv_code_per_sample(x, data_format)
             return tv_paper_per_sample(x, cfg.tv_reduction, data_format=data_format)
 
         run = coordinate_descent(net, tv_fn, adam_step_fn(cfg), cfg.clamp_x,
                                  clone_loss="mean" if shared_clone else "sum")
-        self._run = tf.function(run, jit_compile=cfg.xla(default=False), autograph=False)
+        self._run = backend.compile(run, jit_compile=cfg.xla(default=False))
 
-    def __call__(self, state, target, cfg: InversionConfig, lam_tv: float):
+    def __call__(self, state, target, cfg: InversionConfig, lam_tv: float, extra):
         return call_compiled(self._run, state, target, cfg.main_iters, cfg.input_iters, cfg.model_iters,
-                             lam_tv, cfg.lambda_l2, self.dtype)
+                             lam_tv, cfg.lambda_l2, self.dtype, extra)
 
 
 _ENGINES: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
@@ -223,19 +223,20 @@ def model_inversion_stealing_keras(clone: keras.Model, target, *, lambda_tv: flo
     if not clone.trainable_variables and cfg.model_iters and cfg.main_iters:
         raise ValueError(f"clone {clone.name!r} has no trainable weights to steal; set model_iters=0 to invert "
                          f"only")
-    target = tf.cast(tf.convert_to_tensor(target), dtype)
-    if target.shape.rank is None or target.shape.rank < 2 or target.shape[0] == 0:
+    target = ops.cast(ops.convert_to_tensor(target), dtype)
+    if len(target.shape) < 2 or target.shape[0] == 0:
         raise ValueError(f"target must be a batch of smashed data [B, ...] with B >= 1, got shape "
                          f"{tuple(target.shape)}")
     if tuple(target.shape[1:]) != out_shape:
         raise ValueError(f"the clone's output shape per sample is {out_shape}, but the smashed data has "
                          f"{tuple(target.shape[1:])}: the clone must have the client's architecture")
     b = int(target.shape[0])
-    x_start = tf.broadcast_to(tf.cast(tf.convert_to_tensor(x0), dtype), (b,) + shape)
-    params = [tf.convert_to_tensor(v) for v in clone.trainable_variables]
+    x_start = ops.broadcast_to(ops.cast(ops.convert_to_tensor(x0), dtype), (b,) + shape)
+    params = backend.variable_values(clone.trainable_variables)
     state = initial_state(x_start, params)
     if cfg.main_iters > 0:
-        state = _engine(clone, cfg, bool(training), shared_clone=b > 1)(state, target, cfg, lam_tv)
+        state = _engine(clone, cfg, bool(training), shared_clone=b > 1)(
+            state, target, cfg, lam_tv, backend.variable_values(clone.non_trainable_variables))
     for v, p in zip(clone.trainable_variables, state[5]):
         v.assign(p)
     return state[0]
@@ -243,7 +244,7 @@ def model_inversion_stealing_keras(clone: keras.Model, target, *, lambda_tv: flo
 
 def _output_shape(model, shape, dtype):
     try:
-        out = model(tf.zeros((1,) + shape, dtype), training=False)  # inference: no BatchNorm update
+        out = model(ops.zeros((1,) + shape, dtype), training=False)  # inference: no BatchNorm update
     except Exception as err:  # the user's model: report what it was given
         raise ValueError(f"{model.name!r} cannot be applied to inputs of shape {shape}: {err}") from err
     if isinstance(out, (list, tuple, dict)):
@@ -253,8 +254,8 @@ def _output_shape(model, shape, dtype):
 
 def _apply(model, x, training):
     """``model(x, training=...)`` without side effects on the model (no BatchNorm statistics update)."""
-    y, _ = model.stateless_call([tf.convert_to_tensor(v) for v in model.trainable_variables],
-                                [tf.convert_to_tensor(v) for v in model.non_trainable_variables], x,
+    y, _ = model.stateless_call(backend.variable_values(model.trainable_variables),
+                                backend.variable_values(model.non_trainable_variables), x,
                                 **_training_kwargs(model, training))
     return y
 
@@ -292,7 +293,7 @@ def invert_keras_client(client: keras.Model, images, *, clone: keras.Model | Non
         raise ValueError(f"images must be a non-empty batch [N, {', '.join(map(str, shape))}] of the client's "
                          f"inputs, got shape {images.shape}")
     _output_shape(client, shape, dtype)  # builds a subclassed client; a client with several outputs is refused
-    smashed = np.concatenate([np.asarray(_apply(client, tf.cast(images[s:s + 256], dtype), training))
+    smashed = np.concatenate([ops.convert_to_numpy(_apply(client, ops.cast(images[s:s + 256], dtype), training))
                               for s in range(0, len(images), 256)])
     lam_tv = _resolve_lambda_tv(lambda_tv, cfg, split_depth)
     initial = [np.array(v) for v in clone.trainable_variables] if clone_reuse == "fresh" else None
@@ -304,7 +305,7 @@ def invert_keras_client(client: keras.Model, images, *, clone: keras.Model | Non
                 v.assign(value)
         x = model_inversion_stealing_keras(clone, smashed[s:s + batch_size], lambda_tv=lam_tv, config=cfg,
                                            input_shape=shape, training=training)
-        xs.append(np.asarray(x))
+        xs.append(ops.convert_to_numpy(x))
         if verbose:
             printer(f"\tImages {s}-{s + len(xs[-1]) - 1} done")
     seconds = time.perf_counter() - start
@@ -347,7 +348,7 @@ def stolen_model_accuracy(clone: keras.Model, server: keras.Model, x, y, batch_s
     correct = 0
     for s in range(0, len(x), int(batch_size)):
         logits = server(clone(x[s:s + batch_size], training=False), training=False)
-        correct += int(np.sum(np.argmax(np.asarray(logits), axis=-1) == y[s:s + batch_size]))
+        correct += int(np.sum(np.argmax(ops.convert_to_numpy(logits), axis=-1) == y[s:s + batch_size]))
     return 100.0 * correct / len(x)
 
 
@@ -391,14 +392,18 @@ def observed_indices(head: keras.Model, observed="last_layer_weight") -> list:
 def observed_gradients(head: keras.Model, h, labels, observed="last_layer_weight") -> list:
     """What the label owner's update reveals: the gradients of CE(head(h), labels) (mean over the batch) with
     respect to the observed variables. The original observes one sample per step (``h`` of batch 1)."""
-    variables = [head.trainable_variables[i] for i in observed_indices(head, observed)]
-    h = tf.convert_to_tensor(h)
-    labels = tf.reshape(tf.cast(tf.convert_to_tensor(labels), tf.int64), (-1,))
+    positions = observed_indices(head, observed)
+    h = ops.convert_to_tensor(h)
+    labels = ops.reshape(ops.cast(ops.convert_to_tensor(labels), "int32"), (-1,))
     if int(labels.shape[0]) != int(h.shape[0]):
         raise ValueError(f"{int(h.shape[0])} server outputs but {int(labels.shape[0])} labels")
-    with tf.GradientTape() as tape:
-        loss = cross_entropy(head(h, training=False), labels)
-    return [g.numpy() for g in tape.gradient(loss, variables)]
+    non_trainable = backend.variable_values(head.non_trainable_variables)
+
+    def loss(params, h, labels):
+        logits, _ = head.stateless_call(params, non_trainable, h, **_training_kwargs(head, False))
+        return cross_entropy(logits, labels), None
+    _, _, grads = backend.value_and_grad(loss, backend.variable_values(head.trainable_variables), h, labels)
+    return [ops.convert_to_numpy(grads[i]) for i in positions]
 
 
 def label_inference_keras(clone_head: keras.Model, h, observed_grads, observed="last_layer_weight",
@@ -420,18 +425,32 @@ def label_inference_keras(clone_head: keras.Model, h, observed_grads, observed="
         if tuple(np.shape(g)) != tuple(v.shape):
             raise ValueError(f"observed gradient of shape {tuple(np.shape(g))} does not match the clone's variable "
                              f"{v.path} of shape {tuple(v.shape)}")
-    grads = [tf.cast(tf.convert_to_tensor(g), v.dtype) for g, v in zip(grads, variables)]
-    h = tf.cast(tf.convert_to_tensor(h), _input_dtype(clone_head))
+    grads = [ops.cast(ops.convert_to_tensor(g), v.dtype) for g, v in zip(grads, variables)]
+    h = ops.cast(ops.convert_to_tensor(h), _input_dtype(clone_head))
     num_classes = int(clone_head(h, training=False).shape[-1])
     candidates = list(range(num_classes)) if candidates is None else [int(c) for c in candidates]
     key = (tuple(positions), tuple(candidates), bool(vectorized))
     cache = _SCORERS.setdefault(clone_head, {})
     if key not in cache:
-        fn = candidate_scores_vectorized if vectorized else candidate_scores_loop
         model = weakref.ref(clone_head)  # the cache is keyed by the clone: no strong reference back
-        cache[key] = tf.function(lambda h_, g_: fn(lambda x: model()(x, training=False), h_, g_, variables,
-                                                   candidates), autograph=False)
-    scores = cache[key](h, grads).numpy()
+        chosen = set(positions)
+        n_vars = len(clone_head.trainable_variables)
+        kwargs = _training_kwargs(clone_head, False)
+
+        def forward(obs, rest, x):
+            others, non_trainable = rest
+            obs, others = iter(obs), iter(others)
+            params = [next(obs) if i in chosen else next(others) for i in range(n_vars)]
+            return model().stateless_call(params, non_trainable, x, **kwargs)[0]
+
+        def scorer(h_, g_, obs, others, non_trainable):
+            return candidate_scores(lambda o, r, x: forward(o, (r, non_trainable), x), h_, g_, obs, others,
+                                    candidates, vectorized)
+        cache[key] = backend.compile(scorer)
+    values = backend.variable_values(clone_head.trainable_variables)
+    scores = ops.convert_to_numpy(cache[key](
+        h, grads, [values[i] for i in positions], [v for i, v in enumerate(values) if i not in set(positions)],
+        backend.variable_values(clone_head.non_trainable_variables)))
     return candidates[first_argmin(scores)], scores
 
 

@@ -1,7 +1,7 @@
 """The flat layer tables of MnistNet and CifarNet (spec §3.1 / §3.2) and the split-depth checks.
 
-TensorFlow-free on purpose: the Keras models (:mod:`unsplit_tf.models`) and the JAX engine
-(:mod:`unsplit_tf.jax_engine`, for GPU machines without TensorFlow) are both built from these tables.
+Backend-free on purpose: the Keras models (:mod:`unsplit_tf.models`) and the TensorFlow im2col forward
+(:mod:`unsplit_tf.functional`) are both built from these tables.
 """
 from __future__ import annotations
 

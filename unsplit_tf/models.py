@@ -31,7 +31,7 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from unsplit_tf.layers import (ARCHITECTURES, INPUT_SHAPES, PARAM_COUNTS, SPLIT_DEPTHS, LayerSpec,  # noqa: F401
                                arch_for_dataset, check_split_depth)
@@ -83,7 +83,7 @@ class SplitNet(keras.Model):
         self.last_index = len(self.specs) - 1
         self.first_dense_index = next(s.index for s in self.specs if s.kind == "dense")
         self.image_shape = INPUT_SHAPES[arch]
-        self(tf.zeros((1,) + self.image_shape, dtype=dtype))  # build every layer (weights in PyTorch order)
+        self(ops.zeros((1,) + self.image_shape, dtype=dtype))  # build every layer (weights in PyTorch order)
 
     @staticmethod
     def _make_layer(spec: LayerSpec, seed, dtype):
@@ -146,7 +146,7 @@ class SplitNet(keras.Model):
         return self.range_weights(split_depth + 1, self.last_index) if split_depth < self.last_index else []
 
     def get_param_values(self):
-        return [np.array(w.numpy()) for w in self.weights]
+        return [np.array(ops.convert_to_numpy(w)) for w in self.weights]
 
     def set_param_values(self, values):
         if len(values) != len(self.weights):
@@ -162,7 +162,7 @@ class SplitNet(keras.Model):
 
     def smashed_shape(self, split_depth: int) -> tuple:
         """Per-sample output shape (NHWC) of layers 0..split_depth."""
-        return tuple(self(tf.zeros((1,) + self.image_shape, self.dtype), end=split_depth).shape[1:])
+        return tuple(self(ops.zeros((1,) + self.image_shape, self.dtype), end=split_depth).shape[1:])
 
     def get_config(self):
         return {"arch": self.arch, "seed": self.seed, "dtype": self.dtype_policy.name, "name": self.name}
@@ -190,8 +190,8 @@ def build_model(arch: str, seed: int | None = None, dtype="float32", name=None) 
 
 def flatten_chw(x):
     """Flatten an NHWC tensor in PyTorch's C,H,W order (what ``x.view(-1, C*H*W)`` does on NCHW)."""
-    x = tf.transpose(x, (0, 3, 1, 2))
-    return tf.reshape(x, (tf.shape(x)[0], -1))
+    x = ops.transpose(x, (0, 3, 1, 2))
+    return ops.reshape(x, (-1, int(np.prod(x.shape[1:]))))
 
 
 def label_split_index(arch: str, client_depth: int) -> int:

@@ -1,4 +1,4 @@
-"""A PyTorch-exact Adam (with AMSGrad) for TensorFlow, and the functional update rules UnSplit's loops use.
+"""A PyTorch-exact Adam (with AMSGrad) in ``keras.ops``, and the functional update rules UnSplit's loops use.
 
 Why not ``keras.optimizers.Adam(amsgrad=True)``? The two rules differ in where epsilon enters (spec §9):
 
@@ -17,7 +17,12 @@ which alone would move a float64 trajectory by more than 1e-10 within a few doze
 """
 from __future__ import annotations
 
-import tensorflow as tf
+import math
+
+import keras
+from keras import ops
+
+from splitnn import backend
 
 BETA1 = 0.9
 BETA2 = 0.999
@@ -26,11 +31,25 @@ KERAS_EPS = 1e-7
 
 
 def _bias_terms(step, dtype, lr, beta1, beta2):
-    """(lr / (1 - b1^t), sqrt(1 - b2^t)) computed in float64 and cast to ``dtype`` (PyTorch's Python floats)."""
-    t = tf.cast(step, tf.float64)
-    bc1 = 1.0 - tf.pow(tf.constant(beta1, tf.float64), t)
-    bc2 = 1.0 - tf.pow(tf.constant(beta2, tf.float64), t)
-    return tf.cast(lr / bc1, dtype), tf.cast(tf.sqrt(bc2), dtype), tf.cast(lr * tf.sqrt(bc2) / bc1, dtype)
+    """(lr / (1 - b1^t), sqrt(1 - b2^t), lr sqrt(1 - b2^t) / (1 - b1^t)) cast to ``dtype``.
+
+    Computed in float64 where the backend has it (PyTorch's Python floats); under JAX without x64, in float32
+    through ``expm1`` (1 - b^t = -expm1(t log b), accurate to a few ulp, where ``1 - b^t`` would lose digits).
+    """
+    if backend.float64_enabled():
+        t = ops.cast(step, "float64")
+        bc1 = 1.0 - ops.power(ops.convert_to_tensor(beta1, "float64"), t)
+        bc2 = 1.0 - ops.power(ops.convert_to_tensor(beta2, "float64"), t)
+    else:
+        t = ops.cast(step, "float32")
+        bc1 = -ops.expm1(t * math.log(beta1))
+        bc2 = -ops.expm1(t * math.log(beta2))
+    return (ops.cast(lr / bc1, dtype), ops.cast(ops.sqrt(bc2), dtype),
+            ops.cast(lr * ops.sqrt(bc2) / bc1, dtype))
+
+
+def _const(value, dtype):
+    return ops.convert_to_tensor(value, dtype)
 
 
 def torch_adam_update(param, grad, m, v, vmax, step, lr=1e-3, beta1=BETA1, beta2=BETA2, eps=TORCH_EPS,
@@ -39,15 +58,15 @@ def torch_adam_update(param, grad, m, v, vmax, step, lr=1e-3, beta1=BETA1, beta2
 
     Returns ``(param, m, v, vmax)``. With ``amsgrad=False`` ``vmax`` is passed through unchanged.
     """
-    dtype = param.dtype
+    dtype = keras.backend.standardize_dtype(param.dtype)
     step_size, bc2_sqrt, _ = _bias_terms(step, dtype, lr, beta1, beta2)
-    m = m * tf.constant(beta1, dtype) + grad * tf.constant(1.0 - beta1, dtype)
-    v = v * tf.constant(beta2, dtype) + (grad * grad) * tf.constant(1.0 - beta2, dtype)
+    m = m * _const(beta1, dtype) + grad * _const(1.0 - beta1, dtype)
+    v = v * _const(beta2, dtype) + (grad * grad) * _const(1.0 - beta2, dtype)
     if amsgrad:
-        vmax = tf.maximum(vmax, v)
-        denom = tf.sqrt(vmax) / bc2_sqrt + tf.constant(eps, dtype)
+        vmax = ops.maximum(vmax, v)
+        denom = ops.sqrt(vmax) / bc2_sqrt + _const(eps, dtype)
     else:
-        denom = tf.sqrt(v) / bc2_sqrt + tf.constant(eps, dtype)
+        denom = ops.sqrt(v) / bc2_sqrt + _const(eps, dtype)
     param = param - step_size * (m / denom)
     return param, m, v, vmax
 
@@ -58,15 +77,15 @@ def keras_adam_update(param, grad, m, v, vmax, step, lr=1e-3, beta1=BETA1, beta2
 
     alpha_t = lr*sqrt(1-b2^t)/(1-b1^t); m += (g-m)(1-b1); v += (g^2-v)(1-b2); p -= alpha_t*m/(sqrt(vhat)+eps).
     """
-    dtype = param.dtype
+    dtype = keras.backend.standardize_dtype(param.dtype)
     _, _, alpha = _bias_terms(step, dtype, lr, beta1, beta2)
-    m = m + (grad - m) * tf.constant(1.0 - beta1, dtype)
-    v = v + (grad * grad - v) * tf.constant(1.0 - beta2, dtype)
+    m = m + (grad - m) * _const(1.0 - beta1, dtype)
+    v = v + (grad * grad - v) * _const(1.0 - beta2, dtype)
     if amsgrad:
-        vmax = tf.maximum(vmax, v)
-        denom = tf.sqrt(vmax) + tf.constant(eps, dtype)
+        vmax = ops.maximum(vmax, v)
+        denom = ops.sqrt(vmax) + _const(eps, dtype)
     else:
-        denom = tf.sqrt(v) + tf.constant(eps, dtype)
+        denom = ops.sqrt(v) + _const(eps, dtype)
     param = param - alpha * m / denom
     return param, m, v, vmax
 
@@ -82,13 +101,14 @@ def update_rule(name: str):
 
 
 class TorchAdam:
-    """PyTorch's ``torch.optim.Adam`` (AMSGrad on by default, as UnSplit uses it) over ``tf.Variable``s.
+    """PyTorch's ``torch.optim.Adam`` (AMSGrad on by default, as UnSplit uses it) over Keras variables.
 
     * State (``m``, ``v``, ``vmax`` and a step count) is created **per variable** on its first gradient, and
       variables whose gradient is ``None`` are skipped, exactly like PyTorch's ``p.grad is None`` check (the
       original's client optimizer covers the whole network, but only layers 0..d ever get gradients).
-    * Call :meth:`build` with the variables before using :meth:`apply_gradients` inside a ``tf.function`` (state
-      variables cannot be created lazily there).
+    * Call :meth:`build` with the variables before stepping inside a compiled function (state variables cannot
+      be created there). :meth:`slots` and :meth:`stateless_step` give the update as a pure function of values,
+      for :class:`splitnn.backend.StatefulStep` steps.
 
     Args: lr, betas, eps and amsgrad as in PyTorch (defaults 1e-3, (0.9, 0.999), 1e-8, True).
     """
@@ -106,30 +126,43 @@ class TorchAdam:
     def build(self, variables):
         for var in variables:
             if self._key(var) not in self._state:
-                zeros = tf.zeros(var.shape, var.dtype)
-                self._state[self._key(var)] = (
-                    tf.Variable(zeros, trainable=False), tf.Variable(zeros, trainable=False),
-                    tf.Variable(zeros, trainable=False), tf.Variable(0, dtype=tf.int64, trainable=False))
+                def zeros(name):
+                    return keras.Variable(ops.zeros(var.shape, var.dtype), trainable=False, name=name)
+                self._state[self._key(var)] = (zeros("m"), zeros("v"), zeros("vmax"),
+                                               keras.Variable(0, dtype="int32", trainable=False, name="step"))
         return self
 
     def state(self, var):
         """(m, v, vmax, step) variables of ``var`` (after its first step or :meth:`build`)."""
         return self._state[self._key(var)]
 
+    def slots(self, variables):
+        """The state variables of ``variables`` (built), flattened: m, v, vmax, step per variable."""
+        self.build(variables)
+        return [s for var in variables for s in self._state[self._key(var)]]
+
+    def stateless_step(self, values, grads, slot_values):
+        """Pure update: ``(new_values, new_slot_values)`` for values/grads of the variables whose slots
+        ``slot_values`` are (in the order of :meth:`slots`)."""
+        new_values, new_slots = [], []
+        for i, (p, g) in enumerate(zip(values, grads)):
+            m, v, vmax, step = slot_values[4 * i:4 * i + 4]
+            step = step + 1
+            p, m, v, vmax = torch_adam_update(p, ops.cast(g, p.dtype), m, v, vmax, step, self.lr, self.beta1,
+                                              self.beta2, self.eps, self.amsgrad)
+            new_values.append(p)
+            new_slots += [m, v, vmax, step]
+        return new_values, new_slots
+
     def apply_gradients(self, grads_and_vars):
         for grad, var in grads_and_vars:
             if grad is None:
                 continue
-            if self._key(var) not in self._state:
-                self.build([var])
-            m, v, vmax, step = self._state[self._key(var)]
-            step.assign_add(1)
-            new_p, new_m, new_v, new_vmax = torch_adam_update(
-                var, tf.convert_to_tensor(grad, var.dtype), m, v, vmax, step, self.lr, self.beta1, self.beta2,
-                self.eps, self.amsgrad)
-            m.assign(new_m)
-            v.assign(new_v)
-            vmax.assign(new_vmax)
+            slots = self.slots([var])
+            (new_p,), new_slots = self.stateless_step([ops.convert_to_tensor(var)], [grad],
+                                                      [ops.convert_to_tensor(s) for s in slots])
+            for s, value in zip(slots, new_slots):
+                s.assign(value)
             var.assign(new_p)
 
     def step(self, grads, variables):
@@ -146,8 +179,6 @@ def make_optimizer(name: str = "torch", lr: float = 1e-3, keras_epsilon: float =
     if name == "torch":
         return TorchAdam(lr=lr)
     if name == "keras":
-        import keras
-
         return keras.optimizers.Adam(learning_rate=lr, amsgrad=True, epsilon=keras_epsilon)
     raise ValueError(f"optimizer {name!r} unknown; expected 'torch' or 'keras'")
 

@@ -11,6 +11,7 @@ needs only that transpose.
 """
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 from unsplit_tf.models import ARCHITECTURES, SplitNet
@@ -70,7 +71,7 @@ def export_state_dict(model: SplitNet, as_torch: bool = False) -> dict:
     """The model's parameters as a PyTorch ``state_dict`` (NumPy arrays, or ``torch.Tensor``s if ``as_torch``)."""
     out = {}
     for key, var in zip(state_dict_keys(model.arch), model.weights):
-        out[key] = np.ascontiguousarray(_keras_to_torch(np.asarray(var.numpy())))
+        out[key] = np.ascontiguousarray(_keras_to_torch(np.asarray(keras.ops.convert_to_numpy(var))))
     if as_torch:
         import torch  # optional dependency, imported only here
 

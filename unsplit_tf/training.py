@@ -20,12 +20,15 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
+
+from splitnn import backend
 
 from unsplit_tf.models import SplitNet
 from unsplit_tf.optim import TorchAdam, make_optimizer
-from unsplit_tf.util import get_test_score
+from unsplit_tf.util import get_test_score, mean
 
 
 @dataclasses.dataclass
@@ -46,33 +49,50 @@ class TrainHistory:
 
 
 def _ce(logits, labels):
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    return mean(ops.sparse_categorical_crossentropy(labels, logits, from_logits=True))
 
 
 def make_train_step(client: SplitNet, server: SplitNet, split_depth: int, optimizer: str = "torch",
                     jit_compile: bool = True):
-    """A compiled step: forward through client 0..d and server d+1..end, CE, step server then client."""
+    """A compiled step: forward through client 0..d and server d+1..end, CE, step server then client.
+
+    A pure step on :class:`splitnn.backend.StatefulStep` (one ``tf.function``, XLA with ``jit_compile``, under
+    TensorFlow; ``jax.jit`` under JAX); ``step(x, y)`` returns the loss."""
     cvars = client.client_weights(split_depth)
     svars = server.server_weights(split_depth)
     if optimizer == "torch":
         opt_c, opt_s = TorchAdam().build(cvars), TorchAdam().build(svars)
+        slots_c, slots_s = opt_c.slots(cvars), opt_s.slots(svars)
+
+        def update(opt, slot_values, grads, values, variables):
+            return opt.stateless_step(values, grads, slot_values)
     else:
         opt_c, opt_s = make_optimizer(optimizer), make_optimizer(optimizer)
         opt_c.build(cvars)
         opt_s.build(svars)
+        slots_c, slots_s = list(opt_c.variables), list(opt_s.variables)
 
-    @tf.function(jit_compile=jit_compile)
-    def step(x, y):
-        with tf.GradientTape(persistent=True) as tape:
+        def update(opt, slot_values, grads, values, variables):
+            return backend.apply_gradients(opt, slot_values, grads, values, variables)
+    nc, ns, noc = len(cvars), len(svars), len(slots_c)
+
+    def loss_fn(params, x, y):
+        mapping = list(zip(cvars + svars, list(params[0]) + list(params[1])))
+        with keras.StatelessScope(state_mapping=mapping):
             logits = server(client(x, end=split_depth), start=split_depth + 1)
-            loss = _ce(logits, y)
-        gs = tape.gradient(loss, svars)
-        gc = tape.gradient(loss, cvars)
-        del tape
-        opt_s.apply_gradients(zip(gs, svars))
-        opt_c.apply_gradients(zip(gc, cvars))
-        return loss
-    return step
+        return (_ce(logits, y),), None
+
+    def step(values, x, y):
+        c, s = values[:nc], values[nc:nc + ns]
+        oc, os_ = values[nc + ns:nc + ns + noc], values[nc + ns + noc:]
+        (loss,), _, (gs, gc) = backend.loss_grads(loss_fn, (c, s), [(0, 1), (0, 0)], x, y)
+        s, os_ = update(opt_s, os_, gs, s, svars)
+        c, oc = update(opt_c, oc, gc, c, cvars)
+        return list(c) + list(s) + list(oc) + list(os_), loss
+
+    stateful = backend.StatefulStep(step, cvars + svars + slots_c + slots_s,
+                                    jit_compile=jit_compile and backend.is_tensorflow())
+    return stateful
 
 
 def train_split(client: SplitNet, server: SplitNet, x_train, y_train, split_depth: int, epochs: int = 10,
@@ -86,7 +106,7 @@ def train_split(client: SplitNet, server: SplitNet, x_train, y_train, split_dept
     """
     rng = np.random.default_rng(seed)
     x_train = np.asarray(x_train)
-    y_train = np.asarray(y_train).reshape(-1).astype(np.int64)
+    y_train = np.asarray(y_train).reshape(-1).astype(np.int32)
     step = make_train_step(client, server, split_depth, optimizer, jit_compile)
     history = TrainHistory()
     n = len(y_train)
@@ -98,7 +118,7 @@ def train_split(client: SplitNet, server: SplitNet, x_train, y_train, split_dept
             if max_batches is not None and batches >= max_batches:
                 break
             sel = order[s:s + batch_size]
-            total += float(step(tf.constant(x_train[sel], client.dtype), tf.constant(y_train[sel])))
+            total += float(step(x_train[sel].astype(client.dtype), y_train[sel]))
             batches += 1
         loss = total / max(batches, 1)
         acc = float("nan")
@@ -148,10 +168,10 @@ def clone_accuracies(client: SplitNet, server: SplitNet, clone: SplitNet, x_test
     idx = repo_sampler_indices(len(y_test), count, rng)
 
     def literal(xb):
-        return clone(client(tf.cast(xb, client.dtype), end=split_depth), start=split_depth + 1)
+        return clone(client(ops.cast(xb, client.dtype), end=split_depth), start=split_depth + 1)
 
     def intended(xb):
-        return server(clone(tf.cast(xb, clone.dtype), end=split_depth), start=split_depth + 1)
+        return server(clone(ops.cast(xb, clone.dtype), end=split_depth), start=split_depth + 1)
 
     def on_sampler(predict):
         return accuracy(predict, x_test, y_test, idx) if sampler_metrics else float("nan")

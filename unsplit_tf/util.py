@@ -9,11 +9,23 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from splitnn.data import first_index_per_class  # noqa: F401 (the inversion targets; re-exported)
 
 # ------------------------------------------------------------------------------------------------ regularisers
+
+
+def mean(x, axis=None):
+    """``sum / count``: ``keras.ops.mean`` on JAX accumulates float64 in float32 (Keras 3.15), which moved the
+    float64 trajectories by 1e-7 relative; a sum keeps the input's precision on both backends."""
+    x = ops.convert_to_tensor(x)
+    axes = range(len(x.shape)) if axis is None else ([axis] if isinstance(axis, int) else axis)
+    count = 1
+    for a in axes:
+        count *= int(x.shape[a])
+    return ops.sum(x, axis=axis) / ops.convert_to_tensor(count, x.dtype)
+
 
 
 def tv_code(x):
@@ -22,12 +34,12 @@ def tv_code(x):
     TV = (S_h / (C*(H-1)*W) + S_w / (C*H*(W-1))) / B, where S_h, S_w are the sums of squared differences of
     vertically / horizontally neighbouring pixels over all channels and samples.
     """
-    x = tf.convert_to_tensor(x)
+    x = ops.convert_to_tensor(x)
     b, h, w, c = x.shape
     dh = x[:, 1:, :, :] - x[:, :-1, :, :]
     dw = x[:, :, 1:, :] - x[:, :, :-1, :]
-    sh = tf.reduce_sum(dh * dh) / float(c * (h - 1) * w)
-    sw = tf.reduce_sum(dw * dw) / float(c * h * (w - 1))
+    sh = ops.sum(dh * dh) / float(c * (h - 1) * w)
+    sw = ops.sum(dw * dw) / float(c * h * (w - 1))
     return (sh + sw) / float(b)
 
 
@@ -44,10 +56,10 @@ def _hw(x, data_format):
 
 def tv_code_per_sample(x, data_format: str = "NHWC"):
     """:func:`tv_code` of every sample on its own (batch of one each); shape [B]."""
-    x = tf.convert_to_tensor(x)
+    x = ops.convert_to_tensor(x)
     h, w, c, dh, dw = _hw(x, data_format)
-    return (tf.reduce_sum(dh * dh, axis=(1, 2, 3)) / float(c * (h - 1) * w)
-            + tf.reduce_sum(dw * dw, axis=(1, 2, 3)) / float(c * h * (w - 1)))
+    return (ops.sum(dh * dh, axis=(1, 2, 3)) / float(c * (h - 1) * w)
+            + ops.sum(dw * dw, axis=(1, 2, 3)) / float(c * h * (w - 1)))
 
 
 #: Square-root epsilon of the paper-form TV. Mandatory: x starts as a constant image, where every difference is
@@ -63,13 +75,13 @@ def tv_paper_per_sample(x, reduction: str = "sum", eps: float = TV_PAPER_EPS, da
     exist; channels are summed; ``reduction='sum'`` (paper-literal) or ``'mean'`` (divided by C*(H-1)*(W-1));
     eps = 1e-8 inside the square root.
     """
-    x = tf.convert_to_tensor(x)
+    x = ops.convert_to_tensor(x)
     if data_format == "NCHW":
-        x = tf.transpose(x, (0, 2, 3, 1))
+        x = ops.transpose(x, (0, 2, 3, 1))
     _, h, w, c = x.shape
     dh = x[:, 1:, :-1, :] - x[:, :-1, :-1, :]
     dw = x[:, :-1, 1:, :] - x[:, :-1, :-1, :]
-    t = tf.reduce_sum(tf.sqrt(dh * dh + dw * dw + tf.constant(eps, x.dtype)), axis=(1, 2, 3))
+    t = ops.sum(ops.sqrt(dh * dh + dw * dw + ops.convert_to_tensor(eps, x.dtype)), axis=(1, 2, 3))
     if reduction == "sum":
         return t
     if reduction == "mean":
@@ -80,18 +92,18 @@ def tv_paper_per_sample(x, reduction: str = "sum", eps: float = TV_PAPER_EPS, da
 def tv_paper(x, reduction: str = "sum", eps: float = TV_PAPER_EPS, batch_reduction: str = "mean"):
     """:func:`tv_paper_per_sample` summed or averaged over the batch (irrelevant at batch 1)."""
     per = tv_paper_per_sample(x, reduction, eps)
-    return tf.reduce_mean(per) if batch_reduction == "mean" else tf.reduce_sum(per)
+    return mean(per) if batch_reduction == "mean" else ops.sum(per)
 
 
 def l2loss(x):
     """The original's l2 prior: mean(x^2) over all elements (a sum would be 784x too strong on MNIST)."""
-    x = tf.convert_to_tensor(x)
-    return tf.reduce_mean(x * x)
+    x = ops.convert_to_tensor(x)
+    return mean(x * x)
 
 
 def l2loss_per_sample(x):
-    x = tf.convert_to_tensor(x)
-    return tf.reduce_mean(x * x, axis=list(range(1, len(x.shape))))
+    x = ops.convert_to_tensor(x)
+    return mean(x * x, axis=tuple(range(1, len(x.shape))))
 
 
 TV_SCHEDULES = ("code", "paper")
@@ -183,7 +195,7 @@ def accuracy(predict, x, y, indices=None, batch_size: int = 500) -> float:
     correct = 0
     for s in range(0, len(indices), batch_size):
         sel = indices[s:s + batch_size]
-        logits = predict(tf.convert_to_tensor(x[sel]))
+        logits = ops.convert_to_numpy(predict(ops.convert_to_tensor(x[sel])))
         correct += int(np.sum(np.argmax(np.asarray(logits), axis=1) == y[sel]))
     return 100.0 * correct / len(indices)
 
@@ -203,7 +215,7 @@ def get_test_score(m1, m2, x, y, split: int, sampler: str = "repo", count: int =
         raise ValueError(f"sampler {sampler!r} unknown; expected 'repo' or 'full'")
 
     def predict(xb):
-        return m2(m1(tf.cast(xb, m1.dtype), end=split), start=split + 1)
+        return m2(m1(ops.cast(xb, m1.dtype), end=split), start=split + 1)
     return accuracy(predict, x, y, indices, batch_size)
 
 
@@ -212,7 +224,14 @@ def get_test_score(m1, m2, x, y, split: int, sampler: str = "repo", count: int =
 
 def configure_threads(intra_op: int | None = 1, inter_op: int | None = 1) -> bool:
     """Set TF's thread pools (call before TF runs its first op). One intra-op thread is best for these tiny
-    models on CPU (spec §14). Returns False when TF was already initialised and the setting was ignored."""
+    models on CPU (spec §14). Returns False when TF was already initialised and the setting was ignored, or
+    under another Keras backend (JAX sizes its pools from XLA_FLAGS before it starts)."""
+    from splitnn import backend
+
+    if not backend.is_tensorflow():
+        return False
+    import tensorflow as tf
+
     try:
         if intra_op is not None:
             tf.config.threading.set_intra_op_parallelism_threads(int(intra_op))

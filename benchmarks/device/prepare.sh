@@ -10,6 +10,12 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
     -d .device/wheels "keras==3.15.1" namex optree
 cp "$data"/mnist/*-ubyte.gz .device/data/mnist/
+# executing the notebooks there (python -m splitnn.run_notebooks): nbclient and an IPython kernel, with their
+# dependencies, for the same Python; and the other archives the notebooks read (about 30 MB, within the 64 MiB carry)
+python3 -m pip download -q --only-binary=:all: --python-version 3.12 \
+    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+    -d .device/wheels "nbclient==0.10.2" "nbformat==5.10.4" "ipykernel==6.30.1"
+mkdir -p .device/data/fashion-mnist && cp "$data"/fashion-mnist/*-ubyte.gz .device/data/fashion-mnist/ 2>/dev/null || true
 # the client-side attack's judge (trained once on CPU and cached): carried so the GPU run scores with the same one
 # and spends no device time training it (about 40 s here with the project's venv, `make setup`)
 cache="${SPLITNN_CACHE_DIR:-$HOME/.cache/splitlearning-attacks-tf}"

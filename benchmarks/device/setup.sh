@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Source on the lent GPU machine (JAX, no TensorFlow, no network) at the start of each command:
 #   source benchmarks/device/setup.sh
-# Installs the carried Keras wheels into the machine's Python and points the package at the carried data.
+# Installs the carried Keras (and notebook-runner) wheels into the machine's Python and points the package at the
+# carried data. The package's one implementation then runs there on Keras' JAX backend.
 python3 -m pip install -q --no-index --find-links .device/wheels keras namex optree
+# the notebooks' runner (nbclient + an IPython kernel), when prepare.sh carried it
+python3 -m pip install -q --no-index --find-links .device/wheels nbclient nbformat ipykernel 2>/dev/null \
+    || echo "setup.sh: no notebook runner carried (benchmarks/device/prepare.sh)"
 export KERAS_BACKEND=jax SPLITNN_DATA_DIR="$PWD/.device/data" PYTHONUNBUFFERED=1
 # checkpoints and caches live outside the repo: a carried .device/ replaces the one there on every call
 export SPLITNN_CACHE_DIR=/tmp/splitnn-cache
