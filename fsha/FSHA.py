@@ -751,12 +751,26 @@ class FSHA_binary_property(FSHA):  # noqa: N801 (original name)
     the running mean of the private accuracy (column 3, as in FSHA's __call__); ``running_mean_history`` also
     has the public accuracy's.
 
+    As in the original, the head reads the private features in training mode within the step's forward pass
+    (between f and D): with ``class_num > 1`` its BatchNorm statistics see private batches. ``private_head=
+    'inference'`` (an option, not in the original) applies it to them in inference mode instead, outside every
+    loss, so its statistics never see private data. (With ``class_num = 1`` the head has no BatchNorm and both
+    give the same numbers.)
+
     Deviations (fixes): LOG has 5 columns (the original crashes); labels of any integer, bool or float dtype,
     shape [B] or [B, 1], are cast explicitly (float32 [B, 1] for class_num = 1, int32 [B] otherwise) and other
-    shapes are rejected; the head is applied to private features in inference mode (its BN statistics, present
-    only for class_num > 1, never see private data); ``score``/``scoreAttack`` return the property accuracy
-    and ``attack`` the predicted probabilities, since the inherited reconstruction scores are meaningless.
+    shapes are rejected; ``score``/``scoreAttack`` return the property accuracy and ``attack`` the predicted
+    probabilities, since the inherited reconstruction scores are meaningless.
     """
+
+    PRIVATE_HEAD_MODES = ('training', 'inference')
+
+    def __init__(self, xpriv, xpub, id_setup, batch_size, hparams, *, private_head='training', **kwargs):
+        if private_head not in self.PRIVATE_HEAD_MODES:
+            raise ValueError(f"private_head must be one of {self.PRIVATE_HEAD_MODES} ('training' is the "
+                             f"original's), got {private_head!r}")
+        self.private_head = private_head
+        super().__init__(xpriv, xpub, id_setup, batch_size, hparams, **kwargs)
 
     LOG_COLUMNS = ('f_loss', 'tilde_f_loss', 'D_loss', 'private_accuracy', 'public_accuracy')
     VALIDATION_COLUMN = 3
@@ -818,15 +832,17 @@ class FSHA_binary_property(FSHA):  # noqa: N801 (original name)
         y_public = self.prepare_labels(label_public, 'public labels')
         ntv = dict(ntv)
         z_private, ntv['f'] = self.apply(self.f, tv['f'], ntv['f'], x_private, True)
+        if self.private_head == 'training':  # the original's order: the head reads z_private before D does
+            logits_private, ntv['decoder'] = self.apply(self.decoder, tv['decoder'], ntv['decoder'], z_private, True)
         adv_private, ntv['D'] = self.apply(self.D, tv['D'], ntv['D'], z_private, True)
         z_public, ntv['tilde_f'] = self.apply(self.tilde_f, tv['tilde_f'], ntv['tilde_f'], x_public, True)
         logits_public, ntv['decoder'] = self.apply(self.decoder, tv['decoder'], ntv['decoder'], z_public, True)
         adv_public, ntv['D'] = self.apply(self.D, tv['D'], ntv['D'], z_public, True)
         tilde_f_loss = self.classification_loss(y_public, logits_public)
         f_loss, d_loss = self._threaded_critic_losses(tv, ntv, z_private, z_public, adv_private, adv_public, alpha)
-        # monitoring only, outside every loss; inference mode (the head's statistics never see private data)
-        logits_private, _ = self.apply(self.decoder, tv['decoder'], ntv['decoder'],
-                                       ops.stop_gradient(z_private), False)
+        if self.private_head == 'inference':  # monitoring only, outside every loss; statistics untouched
+            logits_private, _ = self.apply(self.decoder, tv['decoder'], ntv['decoder'],
+                                           ops.stop_gradient(z_private), False)
         private_accuracy = self.accuracy(y_private, logits_private)
         public_accuracy = self.accuracy(y_public, logits_public)
         losses = {'f_loss': f_loss, 'tilde_f_loss': tilde_f_loss, 'D_loss': d_loss}

@@ -43,10 +43,30 @@ def _check_float(hparams, key, positive=True):
     return float(value)
 
 
+#: Keys of the original code's hparams dicts (``style_loss`` appears in its notebooks and is unused there too;
+#: ``alpha1``/``alpha2`` are FSHA_dc's, ``class_num`` the property head's).
+ORIGINAL_HPARAMS = ('WGAN', 'gradient_penalty', 'style_loss', 'lr_f', 'lr_tilde', 'lr_D', 'alpha1', 'alpha2',
+                    'class_num')
+
+
+def check_known_keys(hparams):
+    """An unknown key (a misspelt ``gradient_penalty`` would silently turn the penalty off) is a ValueError that
+    names the closest valid key; the valid keys are the original's and the package's options."""
+    import difflib
+
+    known = ORIGINAL_HPARAMS + tuple(OPTION_DEFAULTS)
+    for key in hparams:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ''
+            raise ValueError(f'unknown hparams key {key!r}{hint} (known: {", ".join(known)})')
+
+
 def validate_hparams(hparams, required=('WGAN', 'lr_f', 'lr_tilde', 'lr_D')):
     """Check the hparams dict early; return it as a plain dict."""
     if not isinstance(hparams, Mapping):
         raise TypeError(f'hparams must be a dict, got {type(hparams).__name__}')
+    check_known_keys(hparams)
     missing = [k for k in required if k not in hparams]
     if missing:
         raise ValueError(f'hparams is missing {missing}; FSHA needs WGAN (True/False), lr_f, lr_tilde and '

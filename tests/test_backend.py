@@ -122,6 +122,15 @@ def small_attack(n=32, **kw):
     return FSHA(ArrayStream(x, seed=1), ArrayStream(x, seed=2), 3, 8, HP, **nets, **kw)
 
 
+def test_misspelt_hparams_key_is_an_error_naming_the_right_one():
+    with pytest.raises(ValueError, match="unknown hparams key 'gradient_penality'; did you mean 'gradient_penalty'"):
+        small_attack().__class__(np.zeros((8, 16, 16, 3), 'float32'), np.zeros((8, 16, 16, 3), 'float32'), 3, 8,
+                                 {k if k != 'gradient_penalty' else 'gradient_penality': v for k, v in HP.items()})
+    # the original notebooks' keys are accepted, style_loss included
+    from fsha.hparams import validate_hparams
+    assert validate_hparams(dict(HP, style_loss=None, alpha1=1.0, alpha2=2.0, class_num=1, seed=3))['seed'] == 3
+
+
 def test_clear_errors_on_bad_inputs():
     with pytest.raises(ValueError, match='lr_f'):
         small_attack().__class__(np.zeros((8, 16, 16, 3), 'float32'), np.zeros((8, 16, 16, 3), 'float32'), 3, 8,

@@ -130,3 +130,28 @@ def test_celeba_failed_download_names_the_mirror(monkeypatch):
         properties.load_celeba_property('Smiling')
     message = str(err.value)
     assert 'drive.google.com' in message and 'SPLITNN_DATA_DIR' in message and 'celeba/celeb_a/' in message
+
+
+@pytest.mark.parametrize('private_head', ['training', 'inference'])
+def test_private_head_mode_decides_whether_the_heads_statistics_see_private_data(private_head):
+    """class_num = 3 (the head has BatchNorm): with the original's 'training' mode the head's moving statistics
+    after a step depend on the private batch; with 'inference' they do not. Same weights, same public batch."""
+    import keras
+
+    def head_stats(private_seed):
+        keras.utils.set_random_seed(0)
+        labels = (np.arange(8) % 3).astype(np.uint8)
+        m = FSHA_binary_property(stream(8, private_seed, labels=labels), stream(8, 1, labels=labels), 5, BATCH,
+                                 dict(HP, class_num=3), private_head=private_head, **nets())
+        m(1, progress_bar=False)
+        return [v.numpy() for v in m.decoder.non_trainable_variables]
+
+    a, b = head_stats(10), head_stats(11)
+    assert a and len(a) == len(b)
+    same = all(np.array_equal(u, v) for u, v in zip(a, b))
+    assert same == (private_head == 'inference')
+
+
+def test_bad_private_head_mode():
+    with pytest.raises(ValueError, match="private_head"):
+        FSHA_binary_property(stream(8, 0), stream(8, 1), 5, BATCH, HP, private_head='eval', **nets())
