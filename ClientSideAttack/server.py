@@ -83,7 +83,7 @@ import keras
 import numpy as np
 
 from splitnn import backend
-from splitnn.streams import ArrayStream, is_array_stream
+from splitnn.streams import ArrayStream
 from splitnn.utils import config_differences
 
 from . import archs
@@ -236,7 +236,7 @@ class Server:
             x, y = np.asarray(xpriv[0], np.float32), np.asarray(xpriv[1])
             xpriv = (_tf_pipeline(x, y, seed) if backend.is_tensorflow()
                      else ArrayStream(x, y, shuffle_buffer=SHUFFLE_BUFFER, seed=seed))
-        if is_array_stream(xpriv):
+        if isinstance(xpriv, ArrayStream):
             if len(xpriv.label_shape) != 0:
                 raise ValueError(f"xpriv must yield (image, label) pairs with scalar labels, got label shape "
                                  f"{xpriv.label_shape}")

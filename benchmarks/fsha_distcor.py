@@ -1,5 +1,5 @@
 """FSHA against the distance-correlation defense in the configuration of the original
-``FSHA_with_distance_cor.ipynb`` (spec fsha.md §7, §10.2): level 4, batch 64, WGAN, GP 500, learning rates
+``FSHA_with_distance_cor.ipynb`` (the original's setting): level 4, batch 64, WGAN, GP 500, learning rates
 1e-5 / 1e-5 / 1e-4, client dCor weight alpha1 = 10,000, attacker scale alpha2 = 50, notebook-era architecture.
 
 Prints:
@@ -149,7 +149,7 @@ def main(argv=None):
     print(f'\nfinal scoreAttack on {n_scored} held-out private images after {attack.iteration} iterations: '
           f'{score:.4f} ([-1, 1] MSE; {score / 4:.4f} on [0, 1])')
     if comparable:
-        print('acceptance (spec §10.4 and issue #5, fresh notebook-architecture runs; one seed):')
+        print('acceptance (the original notebooks\' fresh runs, notebook architecture; one seed):')
         print(reference.format_acceptance(reference.acceptance_report(val_steps, validation, TARGET_MSE)))
     else:
         print(f'target (validation <= {TARGET_MSE} at iteration 9,500 of 10,000, reference configuration) not '

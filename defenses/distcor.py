@@ -1,6 +1,6 @@
 """Sample distance correlation between a batch of inputs and a batch of smashed data.
 
-This is the statistic of the original FSHA ``defense.py`` (spec ``fsha.md`` section 8), written
+This is the statistic of the original FSHA ``defense.py`` (Pasquini et al.'s FSHA code), written
 from the definition, not from that file. For a batch of ``n`` samples, every input is flattened
 per sample, ``X`` in R^{n x p}, ``Y`` in R^{n x q}, and
 
@@ -29,7 +29,7 @@ Numerical details (none of them changes the statistic; all are documented deviat
 - Squared distances at or below the Gram formula's rounding resolution
   (``16 * machine_eps * (||X_i||^2 + ||X_j||^2)``, after centring) are set to exactly 0 before the
   clamp: they are rounding noise of coinciding rows. So the diagonal holds exactly sqrt(eps), as the
-  spec describes, and so do duplicated rows, identically in eager mode and under XLA (whose
+  original's clamp gives, and so do duplicated rows, identically in eager mode and under XLA (whose
   different summation order otherwise turns a duplicate pair into a random distance ~ 1e-3 with a
   gradient ~ 1e2 times the usual). In float64 the resolution is negligible. In float32 it is
   16 ulp of the squared norms, about what the Gram formula can resolve at all (measured rounding
@@ -76,7 +76,7 @@ __all__ = [
 #: Clamp applied to squared distances before the square root (original value).
 DEFAULT_EPS = 1e-7
 
-#: Penalty forms accepted by :func:`dcor_penalty` (spec fsha.md section 12, row 14).
+#: Penalty forms accepted by :func:`dcor_penalty` (``'plain'`` is the original's; ``'log'`` an option).
 DCOR_FORMS = ("plain", "log")
 
 # Floor used by the log form so that log(0) (degenerate batch) stays finite.

@@ -23,8 +23,8 @@ _NAME = re.compile(r'^ckpt-(\d+)\.npz$')
 
 
 def variables_to_arrays(prefix, variables):
-    """``{'prefix/i': value}`` for a list of Keras variables, plus ``'prefix/i#path'`` entries... kept in the
-    header instead: see :func:`write`. Returns ``(arrays, paths)``."""
+    """``(arrays, paths)``: ``{'prefix/i': value}`` for a list of Keras variables, and their Keras paths (which go
+    into the JSON header, to name a mismatching variable on restore)."""
     arrays = {f'{prefix}/{i}': keras.ops.convert_to_numpy(v.value) for i, v in enumerate(variables)}
     return arrays, [v.path for v in variables]
 

@@ -112,7 +112,3 @@ class BatchIterator:
         self._order = np.asarray(state['order'], np.int64)
         self._pos = int(state['position'])
         self.rng.bit_generator.state = ast.literal_eval(bytes(np.asarray(state['rng'], np.uint8)).decode())
-
-
-def is_array_stream(ds):
-    return isinstance(ds, ArrayStream)

@@ -1,4 +1,4 @@
-"""Distance correlation (spec fsha.md section 8 and section 14 item 7)."""
+"""Distance correlation (the statistic of the original FSHA ``defense.py``) against the ``dcor`` package."""
 
 import numpy as np
 import pytest
@@ -79,7 +79,7 @@ def test_matches_dcor_package(shapes):
 
 
 def test_fsha_shapes_default_eps_matches_dcor():
-    # spec section 8: images in [-1, 1] (3,072 features) against level-4-like smashed data (4,096
+    # FSHA's shapes: images in [-1, 1] (3,072 features) against level-4-like smashed data (4,096
     # features) at n = 64: the faithful clamp moves dCor by about 1e-8 only
     rng = np.random.default_rng(3)
     x = rng.uniform(-1, 1, size=(64, 32, 32, 3))

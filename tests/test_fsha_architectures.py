@@ -1,4 +1,4 @@
-"""FSHA networks: parameter counts, shapes and options against spec fsha.md §4."""
+"""FSHA networks: parameter counts, shapes and options against the original ``architectures.py`` (counts from its released networks)."""
 import keras
 import pytest
 
