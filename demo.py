@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# TensorFlow's C++ start-up lines off, unless the caller chose a level (before anything imports TensorFlow)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -27,7 +31,8 @@ class DemoResult:
     fsha_mse_before: float | None = None
     fsha_mse_after: float | None = None
     unsplit_mse: list | None = None
-    figures: list = dataclasses.field(default_factory=list)
+    figures: list = dataclasses.field(default_factory=list)  # absolute paths
+    seconds: float = 0.0
 
 
 FAST_HPARAMS = {"WGAN": True, "gradient_penalty": 500.0, "lr_f": 3e-4, "lr_tilde": 1e-3, "lr_D": 1e-3}
@@ -70,8 +75,8 @@ def run_fsha(out: Path, iterations: int, full: bool, held_out: int, seed: int, r
                                    "attacker's control decoder(f~(x))"],
                            suptitle=f"FSHA, MNIST, {iterations} iterations; MSE {result.fsha_mse_after:.4f} "
                                     f"([-1, 1])")
-    result.figures.append(path)
-    print(f"wrote {path}")
+    result.figures.append(Path(path).resolve())
+    print(f"wrote {result.figures[-1]}")
 
 
 def run_unsplit(out: Path, full: bool, tiny: bool, seed: int, result: DemoResult):
@@ -86,7 +91,7 @@ def run_unsplit(out: Path, full: bool, tiny: bool, seed: int, result: DemoResult
     print(f"\n== UnSplit on MNIST, split depth 2: {budget}")
     demo = run_inversion_demo("mnist", 2, results_dir=out / "unsplit", seed=seed, **budget)
     result.unsplit_mse = [float(v) for v in demo.mse]
-    result.figures.append(demo.files[-1])
+    result.figures.append(Path(demo.files[-1]).resolve())
     print(f"UnSplit average MSE over the 10 targets ([0, 1] scale): {np.mean(demo.mse):.4f} "
           f"(paper, Table 2, depth 2 after training, full schedule: 0.056)")
 
@@ -111,6 +116,7 @@ def main(argv=None) -> DemoResult:
     from splitnn.data import MissingDataError
 
     result = DemoResult()
+    start = time.perf_counter()
     try:
         if not args.skip_fsha:
             run_fsha(out, iterations, args.full, 256 if args.tiny else 1024, args.seed, result)
@@ -118,6 +124,10 @@ def main(argv=None) -> DemoResult:
             run_unsplit(out, args.full, args.tiny, args.seed, result)
     except MissingDataError as err:
         parser.exit(2, f"demo: {err}\n")
+    result.seconds = time.perf_counter() - start
+    print(f"\n== demo finished in {result.seconds:.0f} s; figures:")
+    for path in result.figures:
+        print(f"  {path}")
     return result
 
 

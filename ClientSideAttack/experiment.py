@@ -81,6 +81,7 @@ def run_experiment(args, *, runner, attacker, judge, save, resumed, device, back
         z_grid = np.asarray(attacker.sample_noise(args.grid_samples), np.float32)
         history, rows, titles, train_s = [], [], [], 0.0
     saved_at = runner.iteration if resumed is not None else None
+    saved_here = False  # whether this process wrote the checkpoint
 
     def evaluate(it, ips):
         rates = judge.rates(attacker.generate(args.eval_samples, z=z_eval), args.target)
@@ -97,12 +98,12 @@ def run_experiment(args, *, runner, attacker, judge, save, resumed, device, back
               + (f"; {ips:.2f} it/s ({ips * len(runner.clients):.1f} steps/s)" if ips else ""), flush=True)
 
     def save_state():
-        nonlocal saved_at
+        nonlocal saved_at, saved_here
         if args.checkpoint is None or saved_at == runner.iteration:
             return
         save({"config": json.dumps(config), "z_eval": z_eval, "z_grid": z_grid, "history": json.dumps(history),
               "grid_rows": np.stack(rows), "titles": json.dumps(titles), "train_seconds": np.float64(train_s)})
-        saved_at = runner.iteration
+        saved_at, saved_here = runner.iteration, True
 
     if not history:
         evaluate(0, None)
@@ -140,11 +141,15 @@ def run_experiment(args, *, runner, attacker, judge, save, resumed, device, back
                "steady_it_per_s_this_process": steady_ips, "train_seconds": train_s,
                "chunks_this_process": [{"start": a, "iterations": n, "seconds": round(dt, 3)}
                                        for a, n, dt in chunks]}
-    (args.out / f"summary_target{args.target}.json").write_text(json.dumps(summary, indent=1))
+    summary_path = args.out / f"summary_target{args.target}.json"
+    summary_path.write_text(json.dumps(summary, indent=1))
+    print(f"wrote {grid.resolve()}\nwrote {summary_path.resolve()}", flush=True)
+    if saved_here:
+        print(f"wrote checkpoint {Path(args.checkpoint).resolve()}", flush=True)
     if stopped:
         print(f"stopped after {time.perf_counter() - t_start:.0f} s at iteration {runner.iteration} of "
-              f"{args.iterations}; state saved to {args.checkpoint}; run the same command again to "
-              f"resume", flush=True)
+              f"{args.iterations}; state saved to {Path(args.checkpoint).resolve()}; run the same command again "
+              f"to resume", flush=True)
         return summary, EXIT_STOPPED
     done = final["iteration"]
     reduced = "" if done >= 5000 else f" (REDUCED BUDGET: {done} of 5,000 iterations)"
@@ -153,6 +158,6 @@ def run_experiment(args, *, runner, attacker, judge, save, resumed, device, back
           f"after {done} iterations{reduced}; "
           + (f"{ips:.2f} it/s overall" if ips else "no training in this call")
           + (f", {steady_ips:.2f} it/s after compilation" if steady_ips else "")
-          + f" on {device}; grid saved to {grid}", flush=True)
+          + f" on {device}; grid saved to {grid.resolve()}", flush=True)
     print(REFERENCE_RUN, flush=True)
     return summary, 0

@@ -136,7 +136,7 @@ class Judge:
             x_train, y_train = x_train[:train_subset], y_train[:train_subset]
         if verbose:
             print(f"training the judge classifier {version!r} on {len(x_train)} images "
-                  f"(cached under {directory})", flush=True)
+                  f"(cached under {directory.resolve()})", flush=True)
         t0 = time.perf_counter()
         model = cls.train(x_train, y_train, epochs=epochs, verbose=verbose)
         seconds = time.perf_counter() - t0
@@ -154,7 +154,8 @@ class Judge:
         tmp_meta.write_text(json.dumps(info, indent=1))
         os.replace(tmp_meta, meta)
         if verbose:
-            print(f"judge trained in {seconds:.1f} s, MNIST test accuracy {acc:.4f}", flush=True)
+            print(f"judge trained in {seconds:.1f} s, MNIST test accuracy {acc:.4f}; wrote {weights.resolve()} "
+                  f"and {meta.resolve()}", flush=True)
         info["cached"] = False
         judge.info = info
         return judge

@@ -142,7 +142,9 @@ def main(argv=None, out="results/clientside_attack"):
                 step, bare = costs[f"{kind} step"], costs[f"{kind} bare"]
                 print(f"  {kind:9s}: step {1e3 * step:7.1f} ms, bare {1e3 * bare:7.1f} ms, ratio {step / bare:.2f}")
         summary["step_costs_s"] = costs
-        (args.out / f"summary_target{args.target}.json").write_text(json.dumps(summary, indent=1))
+        summary_path = args.out / f"summary_target{args.target}.json"
+        summary_path.write_text(json.dumps(summary, indent=1))
+        print(f"wrote {summary_path.resolve()} (with the step costs)", flush=True)
     return summary, status
 
 

@@ -24,10 +24,11 @@ the same attack code runs on both, and a checkpoint written by one is continued 
         --checkpoint-dir ~/fsha-ref --max-seconds 7000 --out results/fsha_mnist
 """
 import argparse
+import os
 import sys
 from pathlib import Path
 
-
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's C++ info lines, unless the user chose a level
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fsha import datasets, reference, runs  # noqa: E402
@@ -91,7 +92,7 @@ def main(argv=None):
     print(f'final scoreAttack on {n} held-out private images ([-1, 1] MSE) after {attack.iteration} '
           f'iterations: {score:.4f}')
     if args.architecture == 'notebook' and args.level == 4:
-        print('acceptance (spec §10.4, fresh notebook-architecture runs; one seed):')
+        print('acceptance (ranges read from the original notebooks\' fresh runs, notebook architecture; one seed):')
         print(reference.format_acceptance(reference.acceptance_report(val_steps, validation, TARGET_MSE)))
     if args.out:
         runs.write_outputs(args.out, attack, raw.x_train[:8], name='fsha_mnist', reference_name='FSHA', summary={

@@ -65,7 +65,7 @@ def main(argv=None):
          "inversion MSE x10": (a, [10 * r.inversion_mse for r in results])},
         out / "tradeoff.png", xlabel="alpha1", title="NoPeek trade-off (MNIST)",
         references={"baseline MSE x10": (a, [10 * r.baseline_mse for r in results])})
-    print(f"figures: {grid}, {curves}")
+    print(f"wrote {Path(grid).resolve()}\nwrote {Path(curves).resolve()}")
     return results
 
 

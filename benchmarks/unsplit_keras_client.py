@@ -12,7 +12,8 @@ on MNIST's first test image of each class, with the faithful inner schedule (``-
 3. the generic path on ``--batch`` targets at once (one shared clone) against one target;
 4. a user-style client (Conv(8, 3) -> BatchNorm -> ReLU -> MaxPool) on one target.
 
-Prints steps per second, seconds per image extrapolated to the full schedule, and the ratios.
+Prints steps per second, seconds per image extrapolated to the full schedule, and the ratios (and, with
+``--json PATH``, the absolute path of the JSON file it wrote).
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ def main(argv=None):
     from unsplit_tf.attacks import InversionConfig, model_inversion_stealing
     from unsplit_tf.keras_client import model_inversion_stealing_keras, splitnet_bottom
     from unsplit_tf.models import MnistNet, check_split_depth
+    from unsplit_tf.util import describe_tv
 
     depth = check_split_depth("mnist", args.depth)
     data = load_unsplit("mnist")
@@ -86,6 +88,7 @@ def main(argv=None):
     best = {name: min(t) for name, t in times.items()}
     print(f"machine: {machine()}; {threads} intra-op thread(s), float32")
     print(f"MnistNet split depth {depth}, {args.rounds} rounds x (100 + 100) steps timed, best of {args.repeat}")
+    print(describe_tv(cfg.tv_schedule, cfg.tv_form, cfg.tv_reduction))
     for name, t in best.items():
         print(f"  {name:45s} {t:7.3f} s  {steps / t:9,.0f} steps/s  {t * 1000 / args.rounds:7.1f} s per full call"
               f"  (spread {min(times[name]):.3f}-{max(times[name]):.3f} s)")
@@ -96,8 +99,11 @@ def main(argv=None):
     for name, r in ratios.items():
         print(f"  {name}: {r:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine(), "depth": depth, "rounds": args.rounds,
-                                               "seconds": times, "best": best, "ratios": ratios}, indent=1))
+        path = Path(args.json).resolve()
+        path.write_text(json.dumps({"machine": machine(), "depth": depth, "rounds": args.rounds,
+                                    "tv": describe_tv(cfg.tv_schedule, cfg.tv_form, cfg.tv_reduction),
+                                    "seconds": times, "best": best, "ratios": ratios}, indent=1))
+        print(f"wrote {path}")
     return best, ratios
 
 

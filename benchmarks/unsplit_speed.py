@@ -69,7 +69,7 @@ def torch_reference(arch, depth, image_nchw, rounds, input_iters, model_iters, t
     torch.set_num_threads(threads)
     torch.manual_seed(0)
 
-    def net():  # MnistNet / CifarNet as a flat list of callables (spec §3)
+    def net():  # MnistNet / CifarNet as a flat list of callables (original unsplit/models.py)
         if arch == "mnist":
             mods = [torch.nn.Conv2d(1, 8, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2, 2),
                     torch.nn.Conv2d(8, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2, 2),
@@ -236,8 +236,12 @@ def main(argv=None):
     name = f"{backend.BACKEND}, engine {t['engine']}"
     res = dict(t, backend=backend.BACKEND, version=version, threads=args.threads,
                tf_single_s_for_rounds=t1, tf_sec_per_image_extrapolated=sec_per_image)
+    from unsplit_tf.util import describe_tv
+
+    res["tv"] = describe_tv("code", "code", split_depth=depth)  # the loops above run with the original's 0.1
     print(f"UnSplit inversion speed, {args.dataset} split depth {depth}, faithful schedule 1000 x (100 + 100) "
           f"steps per image; {source}")
+    print(res["tv"])
     print(f"machine: {os.cpu_count()} CPU cores (shared; timings are best of {args.repeat}), {version}")
     print(f"compile: {t['compile_s_single']:.1f} s (1 target), {t['compile_s_batched']:.1f} s ({args.batch} targets) "
           f"[excluded]")
@@ -274,7 +278,9 @@ def main(argv=None):
         except ImportError:
             print("PyTorch not installed: reference timing skipped")
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2, default=float))
+        path = Path(args.json).resolve()
+        path.write_text(json.dumps(res, indent=2, default=float))
+        print(f"wrote {path}")
     return res
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow is not imported here; quiet should anything do so
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
@@ -61,8 +62,12 @@ def main(argv=None):
     res = dict(t, jax_version=jax.__version__, device=str(device), platform=device.platform,
                device_kind=getattr(device, "device_kind", ""), requirement_met=ratio < 3.0)
     t1, tb, scale = t["single_s_for_rounds"], t["batched_s_for_rounds"], t["scale"]
+    from unsplit_tf.util import describe_tv
+
+    res["tv"] = describe_tv("code", "code", split_depth=t["depth"])  # time_inversion runs with the original's 0.1
     print(f"UnSplit inversion speed (Keras on JAX, engine {t['engine']}), {args.dataset} split depth {t['depth']}, "
           f"faithful schedule 1000 x (100 + 100) steps per image; {t['images']}")
+    print(res["tv"])
     print(f"device: {device} ({res['device_kind']}), JAX {jax.__version__}, {os.cpu_count()} CPU cores; "
           f"timings are best of {args.repeat}")
     print(f"compile: {t['compile_s_single']:.1f} s (1 target), {t['compile_s_batched']:.1f} s ({args.batch} "
@@ -76,7 +81,9 @@ def main(argv=None):
     print(f"batched {args.batch} vs 1: {ratio:.2f}x the time of one image (requirement < 3x: "
           f"{'met' if ratio < 3.0 else 'NOT met'})")
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2, default=float))
+        path = Path(args.json).resolve()
+        path.write_text(json.dumps(res, indent=2, default=float))
+        print(f"wrote {path}")
     return res
 
 

@@ -56,7 +56,7 @@ from fsha import architectures
 from fsha.hparams import (GP_NORMS, OPTION_DEFAULTS, REFERENCE_HPARAMS, _positive_int,  # noqa: F401
                           make_optimizers, resolve_options, validate_hparams)
 from splitnn import backend, checkpoints
-from splitnn.streams import ArrayStream
+from splitnn.streams import ArrayStream, BatchIterator
 from splitnn.utils import check_output_shape, per_sample_output_shape
 
 # ----------------------------------------------------------------------------------------------- losses
@@ -144,30 +144,70 @@ def _is_tf_dataset(ds):
     return type(ds).__module__.startswith('tensorflow')
 
 
+_UNBATCHED_HINT = ('pass the unbatched stream of single (image, label) pairs: the attack batches it itself, '
+                   'with its batch_size, as the original does')
+
+
+def _tf_batch_op(ds):
+    """Name of the batching transformation (``batch``, ``padded_batch``, ...) that makes the ``tf.data`` dataset
+    ``ds`` yield batches, or None. Follows each transformation back to its input; an ``unbatch`` undoes the
+    batching below it. A dataset whose history cannot be read (no ``_input_dataset``) counts as unbatched here;
+    its element shape is checked afterwards (:func:`_image_spec`)."""
+    seen = 0
+    while ds is not None and seen < 1000:
+        name = type(ds).__name__.lstrip('_')
+        if name == 'UnbatchDataset':
+            return None
+        if name.endswith('BatchDataset'):
+            return name
+        ds, seen = getattr(ds, '_input_dataset', None), seen + 1
+    return None
+
+
 def as_stream(ds, what):
     """An attack's data argument: a ``tf.data`` stream (TensorFlow backend), an :class:`ArrayStream`, or an
-    array of images (wrapped in an ArrayStream with the original's 10,000-image shuffle buffer)."""
+    array of images (wrapped in an ArrayStream with the original's 10,000-image shuffle buffer). Already batched
+    data (a ``tf.data`` dataset after ``.batch(...)``, the iterator of ``ArrayStream.batches``) is a ValueError:
+    the attack would read every batch as one image."""
     if isinstance(ds, ArrayStream):
         return ds
     if isinstance(ds, np.ndarray):
         return ArrayStream(ds)
+    if isinstance(ds, BatchIterator):
+        raise ValueError(f'{what} is already batched (the iterator of ArrayStream.batches({ds.batch_size})); '
+                         f'{_UNBATCHED_HINT}: pass the ArrayStream itself')
     if _is_tf_dataset(ds):
         if not backend.is_tensorflow():
             raise TypeError(f'{what} is a tf.data dataset, which needs Keras\' TensorFlow backend; under '
                             f'{backend.BACKEND!r} pass a splitnn.streams.ArrayStream (what the package\'s loaders '
                             'return there)')
+        op = _tf_batch_op(ds)
+        if op is not None:
+            spec = ds.element_spec
+            shape = (spec[0] if isinstance(spec, tuple) else spec).shape
+            raise ValueError(f'{what} is a batched tf.data dataset ({op}: elements of shape {tuple(shape)}); '
+                             f'{_UNBATCHED_HINT} (drop the .batch(...))')
         return ds
     raise TypeError(f'{what} must be an unbatched stream of (image, label) pairs (a tf.data.Dataset, a '
                     f'splitnn.streams.ArrayStream) or an array of images, got {type(ds).__name__}')
+
+
+def _check_one_image(shape, what):
+    """A stream element of rank 4 or more is a batch of images ([B, H, W, C]), not one image."""
+    if len(shape) >= 4:
+        raise ValueError(f'{what}: each element must be one image [H, W, C], got elements of shape {tuple(shape)} '
+                         f'(a batch of {shape[0]} images?); {_UNBATCHED_HINT}')
 
 
 def _image_spec(ds, what):
     """``(label_spec, image_shape)`` of an unbatched stream; label_spec is ``(dtype name, shape)`` or None."""
     ds = as_stream(ds, what)
     if isinstance(ds, ArrayStream):
+        _check_one_image(ds.element_shape, what)
         return (ds.labels.dtype.name, ds.label_shape), ds.element_shape
     spec = ds.element_spec
     image_spec = spec[0] if isinstance(spec, tuple) else spec
+    _check_one_image(tuple(image_spec.shape), what)
     if not image_spec.shape.is_fully_defined():
         raise ValueError(f'{what}: image shape must be fully defined (an unbatched stream), got '
                          f'{image_spec.shape}')
@@ -203,7 +243,8 @@ class FSHA:
 
     Arguments as in the original: unbatched ``(image, label)`` streams for the client (``xpriv``) and the
     attacker (``xpub``) (``tf.data`` under TensorFlow, :class:`splitnn.streams.ArrayStream` on both backends, or
-    arrays of images); ``id_setup`` indexes :data:`fsha.architectures.SETUPS` (3 = split level 4, as in
+    arrays of images; already batched data is a ValueError: the attack batches the streams itself with
+    ``batch_size``); ``id_setup`` indexes :data:`fsha.architectures.SETUPS` (3 = split level 4, as in
     the notebooks); ``hparams`` needs ``WGAN``, ``lr_f``, ``lr_tilde``, ``lr_D`` and optionally
     ``gradient_penalty`` (the GP is used whenever the key is present).
 

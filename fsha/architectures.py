@@ -1,4 +1,5 @@
-"""Networks of the Feature-space Hijacking Attack, per split level (spec ``fsha.md`` §4).
+"""Networks of the Feature-space Hijacking Attack, per split level (the original ``architectures.py``: its ``resnet``,
+``pilot``, ``decoder``, ``discriminator`` and ``classifier_binary`` builders and its ``SETUPS`` table).
 
 Every builder returns a functional ``keras.Model`` with an explicit ``keras.Input``; layer for layer and
 parameter for parameter these match the original ``architectures.py`` at commit ``4d933ec``:

@@ -88,6 +88,13 @@ def stream_seed(seed, checkpoint_dir):
     return int(np.random.SeedSequence([seed, start]).generate_state(1)[0] >> 1)
 
 
+def _latest_checkpoint(attack):
+    """Absolute path of the attack's newest checkpoint file, or None (no checkpoint_dir, or none written)."""
+    manager = getattr(attack, 'checkpoint_manager', None)
+    latest = manager.latest_checkpoint if manager is not None else None
+    return None if latest is None else Path(latest).resolve()
+
+
 def train_resumable(attack, iterations, *, log_frequency, checkpoint_every=250, max_seconds=None,
                     checkpoint_dir=None):
     """Train ``attack`` until it has done ``iterations`` steps in all (restored steps count), printing the
@@ -107,9 +114,13 @@ def train_resumable(attack, iterations, *, log_frequency, checkpoint_every=250, 
                                                          checkpoint_every, max_seconds, start=attack.iteration)
     if stopped:
         print(f'stopped at iteration {attack.iteration} of {iterations} after {first + elapsed:.0f} s '
-              f'({elapsed / max(steps, 1):.3f} s/step); checkpoint in {checkpoint_dir}: run the same command '
-              'again to continue', flush=True)
+              f'({elapsed / max(steps, 1):.3f} s/step); checkpoint {_latest_checkpoint(attack)}: run the same '
+              'command again to continue', flush=True)
         sys.exit(STOPPED)
+    if first:  # this process trained: say where the closing checkpoint is
+        latest = _latest_checkpoint(attack)
+        if latest is not None:
+            print(f'wrote checkpoint {latest}', flush=True)
     if not steps:
         print(f'iteration {attack.iteration} of {iterations}: '
               + ('nothing left to train' if not first else 'one step trained here, no steady-state timing'))
@@ -126,9 +137,11 @@ def keras_backend():
 
 
 def write_outputs(out, attack, images, *, name, reference_name, summary, columns=None):
-    """Write ``{name}.json`` (``summary`` plus the validation curve and the spec §10.4 acceptance report against
-    ``summary['target']``), ``{name}_log.png`` (the LOG panels with the original notebook's curve) and
-    ``{name}_reconstructions.png`` (``images``, raw uint8 MNIST, and their reconstructions) to ``out``."""
+    """Write ``{name}.json`` (``summary`` plus the validation curve and the acceptance report against
+    ``summary['target']``, :func:`fsha.reference.acceptance_report`), ``{name}_log.png`` (the LOG panels with the
+    original notebook's curve) and
+    ``{name}_reconstructions.png`` (``images``, raw uint8 MNIST, and their reconstructions) to ``out``, and print
+    the absolute path of each file written."""
     from splitnn.plots import save_image_grid
 
     out = Path(out)
@@ -144,7 +157,8 @@ def write_outputs(out, attack, images, *, name, reference_name, summary, columns
                    validation_steps=[int(s) for s in steps], validation=[float(v) for v in values])
     summary['acceptance'] = reference.acceptance_report(steps, values, summary.get('target'))
     (out / f'{name}.json').write_text(json.dumps(summary, indent=1))
-    print(f'wrote {out}/{name}.json, {name}_log.png, {name}_reconstructions.png')
+    for written in (f'{name}.json', f'{name}_log.png', f'{name}_reconstructions.png'):
+        print(f'wrote {(out / written).resolve()}')
     return summary
 
 

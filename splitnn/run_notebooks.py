@@ -48,16 +48,22 @@ def main(argv=None) -> int:
     parser.add_argument("--no-save", action="store_true", help="do not write outputs back")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     args = parser.parse_args(argv)
-    paths = [Path(p) for p in args.paths] or all_notebooks()
+    paths = [Path(p).resolve() for p in args.paths] or all_notebooks()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by the kernels, unless the caller chose a level
+    from splitnn.notebook import RESULTS_ENV
+
+    results = Path(os.environ.get(RESULTS_ENV) or REPO / "notebooks" / "results").resolve()
     failed = []
     for path in paths:
         start = time.time()
         try:
             execute(path, timeout=args.timeout, save=not args.no_save)
-            print(f"ok      {path} ({time.time() - start:.0f} s)")
+            print(f"ok      {path} ({time.time() - start:.0f} s)" + ("" if args.no_save else ", outputs saved"))
         except Exception as exc:  # report every notebook, then fail
             failed.append(path)
             print(f"FAILED  {path}: {type(exc).__name__}: {str(exc)[-2000:]}", file=sys.stderr)
+        for written in sorted(f for f in results.rglob("*") if f.is_file() and f.stat().st_mtime >= start):
+            print(f"        wrote {written}")
     return 1 if failed else 0
 
 

@@ -232,6 +232,14 @@ NO_TF = textwrap.dedent('''
     client, clone = build_model('mnist', seed=0), build_model('mnist', seed=1)
     invert_images(client, clone, np.random.default_rng(2).uniform(0, 1, (2, 28, 28, 1)).astype('float32'), 2,
                   InversionConfig(main_iters=1, input_iters=2, model_iters=2))
+    # covert_mpc: a few plaintext SGD steps of the simulation with a deviation
+    import covert_mpc, covert_mpc.attacks, covert_mpc.demo, covert_mpc.protocol
+    from covert_mpc import data as covert_data, plaintext
+    from covert_mpc.deviations import offset_relu
+    from covert_mpc.models import TrainConfig
+    toy = covert_data.synthetic(n_train=40, n_test=10)
+    plaintext.train(toy.x_train, toy.y_train, TrainConfig(arch='mlp', hidden=8, batch_size=10, epochs=1),
+                    deviations=[offset_relu(3.0, steps=[0], examples=[0], units=[1])])
     loaded = sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.'))
     print('TF-MODULES', loaded)
 ''')

@@ -349,13 +349,44 @@ def test_shared_optimizer_is_built_on_the_union_and_accepts_subsets():
     assert len(srv._steps) == 3
 
 
-def test_keras3_rejects_one_optimizer_on_different_variable_sets():
-    """The breakage the shared optimizer works around (Keras 3 builds an optimizer on one variable set)."""
-    a, b = keras.Variable([1.0]), keras.Variable([2.0])
-    opt = keras.optimizers.Adam(1e-4)
-    opt.apply_gradients([(ops.ones(1), a)])
-    with pytest.raises(ValueError, match="Unknown variable"):
-        opt.apply_gradients([(ops.ones(1), b)])
+@pytest.mark.backend
+def test_shared_optimizer_steps_each_group_from_its_own_moments_at_the_global_counter():
+    """The original's one legacy Adam for every step, as ``optimizer="shared"`` reproduces it: Adam moments per
+    variable and one iteration counter for all steps. An honest step at global step t moves the server, f and ff
+    by Adam's update from *their* moments with the bias correction of t (here t = 4, after a G-step and two
+    honest steps, although f and ff were trained twice), computed here by hand; G's weights and moments, which
+    the step does not train, stay as they were."""
+    srv, bad = _setup(honest=2, run_eagerly=not COMPILED)
+    srv(1)  # G-step, honest0, honest1: counter 3
+    opt, honest = srv.optimizer, srv.clients[1]
+    assert int(_np(opt.iterations)) == 3
+    x, y = srv.next_batch()
+    snap = _snapshot(srv)
+    _, grads, trained = srv.compute_gradients(honest, x, y, HONEST)
+    _restore(snap)
+    index = [opt._get_variable_index(v) for v in trained]
+    m0 = [_np(opt._momentums[i]).astype(np.float64) for i in index]
+    v0 = [_np(opt._velocities[i]).astype(np.float64) for i in index]
+    w0 = [_np(v).astype(np.float64) for v in trained]
+    assert min(float(np.abs(m).max()) for m in m0) > 0  # every trained group has been trained before
+    g_vars = bad.generator.trainable_variables
+    g_index = [opt._get_variable_index(v) for v in g_vars]
+    g_before = _values(g_vars) + [_np(opt._momentums[i]) for i in g_index] + [_np(opt._velocities[i]) for i in g_index]
+    srv.train_step(honest, x, y, HONEST)
+
+    b1, b2, eps, lr, t = 0.9, 0.999, float(opt.epsilon), srv.learning_rate, 4  # the original's Adam(1e-4)
+    assert (opt.beta_1, opt.beta_2, lr) == (b1, b2, 1e-4)
+    alpha = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+    for var, g, m, v, w in zip(trained, grads, m0, v0, w0):
+        g = _np(g).astype(np.float64)
+        m, v = m + (g - m) * (1 - b1), v + (g * g - v) * (1 - b2)
+        np.testing.assert_allclose(_np(var), w - alpha * m / (np.sqrt(v) + eps), rtol=1e-5, atol=1e-9)
+    assert int(_np(opt.iterations)) == 4
+    g_after = _values(g_vars) + [_np(opt._momentums[i]) for i in g_index] + [_np(opt._velocities[i]) for i in g_index]
+    for a, b in zip(g_after, g_before):
+        np.testing.assert_array_equal(a, b)
+    assert {id(v) for v in trained} == {id(v) for v in srv.s.trainable_variables + honest.f.trainable_variables
+                                         + honest.ff.trainable_variables}
 
 
 def test_per_group_option_builds_one_optimizer_per_variable_set():
@@ -718,7 +749,11 @@ def test_benchmark_stops_and_resumes_the_same_run(tmp_path, capsys):
     first, rc1 = run("resumed", *ckpt, "--max-seconds", "0")
     assert rc1 == 3 and first["iterations_done"] == 1 and not first["complete"]
     second, rc2 = run("resumed", *ckpt)
-    assert rc2 == 0 and "resumed from" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert rc2 == 0 and "resumed from" in printed
+    for written in ("samples_target1.png", "summary_target1.json"):  # named by their absolute paths
+        assert f"wrote {(tmp_path / 'resumed' / written).resolve()}" in printed
+    assert f"wrote checkpoint {(tmp_path / 'ckpt').resolve()}" in printed
     assert [h["iteration"] for h in second["history"]] == [0, 1, 2, 3]
     for a, b in zip(second["history"], straight["history"]):
         assert a["histogram"] == b["histogram"] and a["target_rate"] == b["target_rate"]

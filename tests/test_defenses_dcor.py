@@ -38,16 +38,6 @@ def numpy_reference(x, y, eps=DEFAULT_EPS):
     return dcov / np.sqrt(np.sqrt((a * a).mean()) * np.sqrt((b * b).mean()))
 
 
-def squared_distance_variant(x, y):
-    """The common mistake: squared Euclidean distances (degenerates to |Pearson| in 1-D)."""
-    def centred(z):
-        z = _flat(z)
-        d2 = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
-        return d2 - d2.mean(axis=0, keepdims=True) - d2.mean(axis=1, keepdims=True) + d2.mean()
-    a, b = centred(x), centred(y)
-    return np.sqrt((a * b).mean()) / np.sqrt(np.sqrt((a * a).mean() * (b * b).mean()))
-
-
 def _data(shapes, seed, dependent=True):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=shapes[0])
@@ -98,16 +88,20 @@ def test_y_equal_x_gives_one(shape):
     assert abs(dcor.distance_correlation(_flat(x), _flat(x)) - 1) < 1e-12
 
 
-def test_nonlinear_dependence_squared_distance_variant_fails():
+def test_nonlinear_dependence_is_detected_not_reduced_to_pearson():
+    """y = x^2 on x symmetric around 0: Pearson's correlation is near 0, but y is a function of x. Distance
+    correlation on Euclidean distances sees the dependence; the common mistake of squared distances turns the
+    statistic into |Pearson| in 1-D and misses it. ``distance_correlation`` must be the former."""
     x = np.random.default_rng(7).uniform(-1, 1, size=(256, 1))
     y = x ** 2
     ref = dcor.distance_correlation(x, y)
-    wrong = squared_distance_variant(x, y)
     pearson = abs(np.corrcoef(x[:, 0], y[:, 0])[0, 1])
-    assert ref > 0.45
-    assert abs(wrong - pearson) < 1e-8          # it degenerates to |Pearson|
-    assert abs(wrong - ref) > 0.3               # ... and misses the dependence
-    assert abs(float(distance_correlation(x, y, eps=0.0)) - ref) < 1e-10
+    assert ref > 0.45 and pearson < 0.15
+    exact = float(distance_correlation(x, y, eps=0.0))
+    assert abs(exact - ref) < 1e-10
+    assert abs(exact - pearson) > 0.3  # not the squared-distance statistic
+    # the distances it centres are Euclidean: |x_i - x_j| in 1-D
+    np.testing.assert_allclose(pairwise_distances(x[:16], eps=0.0).numpy(), np.abs(x[:16] - x[:16, 0]), atol=1e-12)
     # float32: distances below its rounding resolution (~1e-3 here) count as 0, as the clamp does
     ours = distance_correlation(x.astype(np.float32), y.astype(np.float32), eps=0.0)
     assert abs(float(ours) - ref) < 1e-5

@@ -134,6 +134,81 @@ def test_one_hot_labels_log_form_and_xla(mnist_small):
     assert logs["loss"] < logs["task_loss"]      # log dCor < 0 is what is penalised here
 
 
+def _fixed_batch_nets():
+    """A tiny client and server on 8x8 images, and one fixed batch (16 images, 3 classes)."""
+    keras.utils.set_random_seed(3)
+    client = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same", activation="tanh"),
+                               keras.layers.Conv2D(2, 3, strides=2, padding="same")])
+    server = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (16, 8, 8, 1)).astype(np.float32)
+    y = rng.integers(0, 3, 16).astype(np.int64)
+    return client, server, x, y
+
+
+def _one_sgd_step(client, server, start, alpha1, x, y, lr):
+    """``(loss reported for the batch, client weights, server weights)`` after one plain-SGD NoPeek step from
+    ``start``."""
+    client.set_weights(start[0])
+    server.set_weights(start[1])
+    model = NoPeekSplitModel(client, server, alpha1=alpha1)
+    model.compile(optimizer=keras.optimizers.SGD(lr))
+    logs = model.train_on_batch(x, y, return_dict=True)
+    return logs, [w.astype(np.float64) for w in client.get_weights()], server.get_weights()
+
+
+def test_one_step_descends_ce_plus_alpha_dcor_on_a_fixed_batch():
+    """The NoPeek objective, checked on one batch with plain SGD (the update is then -lr * gradient):
+
+    * the reported loss is CE + alpha1 * dCor(x, client(x)), both computed here by hand;
+    * alpha1 = 0 is plain split learning: the same step as ``keras.Sequential([client, server])`` trained on CE;
+    * the dCor term moves the client only, linearly in alpha1, and along -grad dCor with the right size: the
+      client's extra step d = w(alpha1) - w(0) = -lr * alpha1 * grad dCor, so the derivative of dCor along d,
+      measured by finite differences, is -|d|^2 / (lr * alpha1)."""
+    client, server, x, y = _fixed_batch_nets()
+    start = (client.get_weights(), server.get_weights())
+    lr = 0.1
+    logits = np.asarray(server.predict(client.predict(x, verbose=0), verbose=0), np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    ce = float(np.mean(np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(len(y)), y]))
+    dcor0 = float(distance_correlation(x, client.predict(x, verbose=0)))
+
+    logs0, c0, s0 = _one_sgd_step(client, server, start, 0.0, x, y, lr)
+    logs1, c1, s1 = _one_sgd_step(client, server, start, 1.0, x, y, lr)
+    _, c2, s2 = _one_sgd_step(client, server, start, 2.0, x, y, lr)
+    np.testing.assert_allclose([logs1["task_loss"], logs1["dcor"], logs1["loss"]], [ce, dcor0, ce + dcor0],
+                               rtol=1e-5)
+    np.testing.assert_allclose(logs0["loss"], ce, rtol=1e-5)
+
+    # alpha1 = 0: Keras' own training of the composed model on the same loss
+    client.set_weights(start[0])
+    server.set_weights(start[1])
+    plain = keras.Sequential([client, server])
+    plain.compile(optimizer=keras.optimizers.SGD(lr),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    plain.train_on_batch(x, y)
+    for got, want in zip(c0 + s0, client.get_weights() + server.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+    for a, b in zip(s1 + s2, s0 + s0):  # dCor does not depend on the server
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    d1 = [a - b for a, b in zip(c1, c0)]
+    d2 = [a - b for a, b in zip(c2, c0)]
+    norm2 = sum(float(np.sum(d * d)) for d in d1)
+    assert norm2 > 1e-6
+    for a, b in zip(d2, d1):
+        np.testing.assert_allclose(a, 2 * b, rtol=1e-3, atol=1e-6)
+
+    def dcor_at(weights):
+        client.set_weights([w.astype(np.float32) for w in weights])
+        return float(distance_correlation(x, client.predict(x, verbose=0)))
+
+    w = [v.astype(np.float64) for v in start[0]]  # the gradient of the step is taken at the start
+    h = 0.25
+    slope = (dcor_at([a + h * d for a, d in zip(w, d1)]) - dcor_at([a - h * d for a, d in zip(w, d1)])) / (2 * h)
+    np.testing.assert_allclose(slope, -norm2 / lr, rtol=0.02)
+
+
 def _train(alpha1, data, seed=0):
     x, y, _, _ = data
     keras.utils.set_random_seed(seed)
@@ -176,5 +251,9 @@ def test_tradeoff_study_small_run():
             assert np.isfinite(v)
         assert 0 <= r.accuracy <= 1 and 0 < r.dcor <= 1 and r.dcor_batch_size == 32
         assert r.reconstructions.shape == (3, 8, 8, 1) == r.originals.shape
+        # the test split's second half is the evaluation set; the baseline answers the public half's mean image
+        x_pub, x_eval = data.x_test[:64].astype(np.float64), data.x_test[64:].astype(np.float64)
+        np.testing.assert_array_equal(r.originals, data.x_test[64:67])
+        assert r.baseline_mse == pytest.approx(float(((x_eval - x_pub.mean(0)) ** 2).mean()), rel=1e-12)
     table = format_table(results)
     assert "alpha1" in table and len(table.splitlines()) == 4

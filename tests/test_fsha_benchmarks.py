@@ -30,12 +30,18 @@ def test_benchmark_stops_resumes_and_reports(tmp_path, capsys, script, name, ext
     with pytest.raises(SystemExit) as stop:
         bench['main'](['--iterations', '4', '--max-seconds', '0'] + common)
     assert stop.value.code == runs.STOPPED
-    assert 'stopped at iteration 2 of 4' in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert 'stopped at iteration 2 of 4' in printed
+    assert f"checkpoint {(tmp_path / 'ckpt' / 'ckpt-2.npz').resolve()}: run the same command again" in printed
     assert not (tmp_path / 'out').exists()
 
     bench['main'](['--iterations', '4'] + common)
     printed = capsys.readouterr().out
     assert 'at iteration 2' in printed  # restored, not restarted
+    # every file written is named by its absolute path
+    for written in (f'{name}.json', f'{name}_log.png', f'{name}_reconstructions.png'):
+        assert f"wrote {(tmp_path / 'out' / written).resolve()}\n" in printed
+    assert f"wrote checkpoint {(tmp_path / 'ckpt' / 'ckpt-4.npz').resolve()}\n" in printed
     summary = json.loads((tmp_path / 'out' / f'{name}.json').read_text())
     assert summary['iterations'] == 4 and summary['validation_steps'] == [0, 1, 2, 3]
     assert summary['seconds_per_step'] > 0 and summary['target'] == bench['TARGET_MSE']

@@ -1,4 +1,5 @@
-"""Gradient penalty and adversarial losses against hand computations (spec fsha.md §3.2)."""
+"""Gradient penalty and adversarial losses against hand computations (paper §3.1, eqs. (2)-(3),
+and the WGAN-GP form every original notebook trains with: the original ``FSHA.py``, ``FSHA.train_step``)."""
 import keras
 import numpy as np
 import pytest

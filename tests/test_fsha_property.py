@@ -1,4 +1,5 @@
-"""Property inference (FSHA_binary_property) and the property datasets (spec fsha.md §6)."""
+"""Property inference (FSHA_binary_property) and the property datasets (paper §3.5; the original ``FSHA.py``,
+class ``FSHA_binary_property``)."""
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -65,6 +65,39 @@ def test_bad_batch_size(batch_size):
         FSHA(stream(16, 0), stream(16, 1), 3, batch_size, HP)
 
 
+def _batched_data(how):
+    """Data that is already batched, in the ways a user may pass it."""
+    from splitnn.streams import ArrayStream
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(64,) + IMG).astype(np.float32)
+    return {'tf_batch': lambda: stream(64, 0).batch(BATCH),  # elements [None, 16, 16, 3]
+            'tf_batch_drop_remainder_then_map': lambda: stream(64, 0).batch(BATCH, drop_remainder=True)
+            .map(lambda a, b: (a, b)),  # elements [8, 16, 16, 3]: a fully defined shape
+            'array_stream_batches': lambda: ArrayStream(x).batches(BATCH),
+            'array_of_batches': lambda: x.reshape((-1, BATCH) + IMG)}[how]()
+
+
+@pytest.mark.parametrize('which', ['xpriv', 'xpub'])
+@pytest.mark.parametrize('how', ['tf_batch', 'tf_batch_drop_remainder_then_map', 'array_stream_batches',
+                                 'array_of_batches'])
+def test_batched_data_is_a_clear_early_error(how, which):
+    """The attack batches its streams itself (the original's ``.batch(batch_size, drop_remainder=True)``):
+    batched data would make every batch one "image". It is refused before any network is built, naming the
+    argument and the shape."""
+    data = {'xpriv': stream(64, 0), 'xpub': stream(64, 1)}
+    data[which] = _batched_data(how)
+    with pytest.raises(ValueError, match=f"^{which}.*batch.*unbatched stream") as err:
+        FSHA(data['xpriv'], data['xpub'], 3, BATCH, HP)
+    if how != 'array_stream_batches':
+        assert '16, 16, 3)' in str(err.value)
+
+
+def test_batched_then_unbatched_data_is_accepted():
+    attack = FSHA(stream(64, 0).batch(BATCH).unbatch(), stream(64, 1), 3, BATCH, HP, **nets())
+    assert attack.input_shape == IMG
+
+
 def test_level5_setup_raises():
     with pytest.raises(ValueError, match='level 5'):
         FSHA(stream(16, 0), stream(16, 1), 4, BATCH, HP)
@@ -133,8 +166,9 @@ def test_options_from_hparams_and_keywords():
 
 
 def test_faithful_defaults_when_nothing_is_configured():
-    """Spec §12: every option's default is the original's; pinned here on an unconfigured level-4 attack, so
-    that changing a default (in fsha.hparams or a builder) fails a test."""
+    """Every option's default is the original's behaviour (the options are listed in ``fsha.FSHA``'s docstring);
+    pinned here on an unconfigured level-4 attack, so that changing a default (in fsha.hparams or a builder) fails
+    a test."""
     from fsha.FSHA import REFERENCE_HPARAMS, gradient_penalty
     from fsha.hparams import OPTION_DEFAULTS
 

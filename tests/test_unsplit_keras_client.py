@@ -158,21 +158,38 @@ def test_training_mode_uses_batch_statistics_and_changes_no_model():
 
 @needs("mnist")
 def test_attack_on_a_user_client_reconstructs_mnist_digits():
-    """A small user client (Conv-BN-ReLU-Pool-Conv) on 4 MNIST digits: the reconstructions end far closer to the
-    digits than the attack's constant 0.5 start, and the stolen clone has moved towards the client."""
+    """A small user client (Conv-BN-ReLU) on 4 MNIST digits, 40 x (20 + 20) steps: the reconstructions beat the
+    data-free baselines on the same digits. Measured (seed 0): MSE 0.029-0.093 per image (0.064 mean) against
+    0.039-0.166 (0.101) for an all-black image and 0.23 for the attack's grey start; Pearson correlation with the
+    own digit 0.84-0.96 against 0.40-0.68 for the mean training digit, and each reconstruction correlates best with
+    its own digit. (On MSE the mean digit, 0.067, is about as close as the attack: UnSplit's MNIST reconstructions
+    have the digits' shapes at the wrong grey levels, so the mean digit is compared on correlation. With a
+    max-pooling layer after the ReLU, this budget gave 0.53-0.83, not clearly above the mean digit.)"""
     from splitnn.data import load_unsplit
     raw = load_unsplit("mnist")
     imgs = raw.x_test[:4].astype(np.float32)  # [0, 1], 28x28x1
     keras.utils.set_random_seed(0)
     client = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 3), keras.layers.BatchNormalization(),
-                               keras.layers.ReLU(), keras.layers.MaxPooling2D(2)])
+                               keras.layers.ReLU()])
     cfg = InversionConfig(main_iters=40, input_iters=20, model_iters=20)
     result = invert_keras_client(client, imgs, config=cfg, seed=1)
-    start_mse = np.mean((imgs - 0.5) ** 2, axis=(1, 2, 3))
-    # seen here: 0.035-0.105 per image (0.070 mean) against 0.23 for the start
-    assert np.all(result.mse < 0.6 * start_mse), (result.mse, start_mse)
-    assert result.mean_mse < 0.4 * np.mean(start_mse)
     assert result.clone is not client and result.batch_size == 1
+    x = imgs.astype(np.float64)
+    black_mse = np.mean(x ** 2, axis=(1, 2, 3))
+    grey_mse = np.mean((x - 0.5) ** 2, axis=(1, 2, 3))
+    assert result.mean_mse < 0.08, result.mse  # absolute bound
+    assert np.all(result.mse < 0.85 * black_mse), (result.mse, black_mse)
+    assert result.mean_mse < 0.75 * np.mean(black_mse) and result.mean_mse < 0.4 * np.mean(grey_mse)
+
+    def unit(a):
+        a = np.asarray(a, np.float64).reshape(len(a), -1)
+        a = a - a.mean(axis=1, keepdims=True)
+        return a / np.linalg.norm(a, axis=1, keepdims=True)
+    corr = unit(result.x_hat) @ unit(x).T
+    mean_digit_corr = (unit(raw.x_train.astype(np.float64).mean(axis=0)[None]) @ unit(x).T)[0]
+    assert np.all(np.diag(corr) > 0.75), np.diag(corr)
+    assert np.all(np.diag(corr) > mean_digit_corr + 0.1), (np.diag(corr), mean_digit_corr)
+    assert list(np.argmax(corr, axis=1)) == [0, 1, 2, 3]
 
 
 def test_stolen_model_accuracy_counts_argmax_hits():
@@ -299,7 +316,7 @@ def test_keras_label_inference_equals_the_mnistnet_path():
 
 def test_keras_label_inference_finds_the_labels_of_a_user_head():
     """A user head on non-negative server outputs. One Dense (the original's client depth 1): the last-layer
-    weight gradient gives every label (spec §8.1). Dense-ReLU-Dense: the clone's hidden activations differ from
+    weight gradient gives every label (paper §4.3). Dense-ReLU-Dense: the clone's hidden activations differ from
     the owner's, so the sign argument holds only mostly (seen: 29 of 30). The per-label loop equals the
     vectorised pass."""
     def head(*hidden):

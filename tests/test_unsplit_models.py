@@ -1,4 +1,5 @@
-"""UnSplit models: parameter counts and order, PyTorch-default initialisation, flat-index splits (spec §3)."""
+"""UnSplit models: parameter counts and order, PyTorch-default initialisation, flat-index splits (paper Appendix A;
+original ``unsplit/models.py``)."""
 import numpy as np
 import pytest
 from keras import ops

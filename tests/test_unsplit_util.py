@@ -1,4 +1,5 @@
-"""UnSplit utilities: regularisers, schedules, sampler, targets, optimizers (spec §2, §4, §7.2, §9)."""
+"""UnSplit utilities: regularisers, schedules, sampler, targets, optimizers (original ``unsplit/util.py``;
+paper §4.2)."""
 import keras
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ def npy(x):
     return np.asarray(ops.convert_to_numpy(x))
 
 
-def loop_tv_code(x):  # x NHWC, a literal loop over the definition of spec §4.1
+def loop_tv_code(x):  # x NHWC, a literal loop over the original's ``TV`` (``unsplit/util.py``)
     b, h, w, c = x.shape
     sh = sum((x[n, i + 1, j, k] - x[n, i, j, k]) ** 2 for n in range(b) for i in range(h - 1) for j in range(w)
              for k in range(c))
@@ -74,7 +75,7 @@ def test_normalize_is_global_min_max():
 
 def test_repo_sampler_effective_count():
     counts = [len(repo_sampler_indices(10_000, 2_000, seed)) for seed in range(40)]
-    assert 1790 <= np.mean(counts) <= 1850  # spec: ~1,820 (range ~1,795-1,851)
+    assert 1790 <= np.mean(counts) <= 1850  # simulated: ~1,820 (range ~1,795-1,851)
     idx = repo_sampler_indices(10_000, 2_000, 0)
     assert len(np.unique(idx)) < len(idx) or len(idx) < 2000  # with replacement / skipped draws
 
@@ -105,7 +106,7 @@ def test_keras_adam_rule_matches_keras_optimizer():
     # Keras routes its hyperparameters (lr, betas) through float32 even for float64 variables, hence the
     # tolerance; the rule itself is the same
     np.testing.assert_allclose(npy(p), npy(var), atol=1e-6)
-    # and the two rules really differ (epsilon placement, spec §9)
+    # and the two rules really differ (epsilon placement, see unsplit_tf/optim.py)
     zeros = (ops.zeros((4, 3), "float64"),) * 3
     g = c(np.full((4, 3), 1e-6), "float64")
     q = torch_adam_update(c(p0, "float64"), g, *zeros, c(1, "int32"))[0]

@@ -1,7 +1,8 @@
 """UnSplit's attacks: model inversion + model stealing, and label inference (the original's ``attacks.py``).
 
-Model inversion and stealing (spec §5)
---------------------------------------
+Model inversion and stealing
+----------------------------
+Paper §4.2 (Algorithm 1, eq. (1) and (2)); original ``unsplit/attacks.py``, ``model_inversion_stealing``.
 :func:`model_inversion_stealing` keeps the original's signature and semantics:
 
 * x~ starts as the **constant 0.5** image (never random, never clamped unless ``clamp_x=True``, not original);
@@ -26,8 +27,9 @@ objectives, so every target follows exactly the trajectory of a single-target ru
 in batched mode every target starts from the same clone and model stealing does not accumulate across targets
 (the result holds B stolen clones). Equal to the per-image loop with ``clone_reuse='fresh'`` (tested).
 
-Label inference (spec §8)
--------------------------
+Label inference
+---------------
+Paper §4.3 (Algorithm 2, eq. (3)); original ``unsplit/attacks.py``, ``label_inference``.
 :func:`label_inference` scores every candidate label by the MSE between the gradient the attacker observes
 (by default the client's last-layer weight gradient) and the gradient of ``CE(clone(h), candidate)`` with respect
 to the same clone parameter, and returns the first argmin. ``vectorized=True`` (default) scores all candidates in
@@ -56,12 +58,14 @@ TV_FORMS = ("code", "paper")
 # ============================================================================================ configuration
 @dataclasses.dataclass(frozen=True)
 class InversionConfig:
-    """Every knob of the inversion/stealing attack; defaults are the original code's (spec §13).
+    """Every knob of the inversion/stealing attack; defaults are the original code's (``unsplit/attacks.py``
+    and ``model_inversion_demo.py``); every paper variant is an option.
 
     Attributes:
         main_iters, input_iters, model_iters: the schedule (1000, 100, 100).
         tv_schedule: 'code' (constant 0.1, faithful), 'paper' (0.1 for depth <= 3, 1.0 deeper) or a number.
-        tv_form: 'code' (squared, anisotropic, mean-normalised) or 'paper' (isotropic sqrt form, spec §4.2).
+        tv_form: 'code' (squared, anisotropic, mean-normalised) or 'paper' (isotropic sqrt form of the paper's §4.2,
+            see :func:`unsplit_tf.util.tv_paper_per_sample`).
         tv_reduction: for tv_form='paper': 'sum' (paper-literal) or 'mean'.
         lambda_l2: weight of mean(x~^2) in the input phase (1.0; the paper's eq. 1 has 0).
         optimizer: 'torch' (PyTorch-exact AMSGrad Adam, faithful) or 'keras' (the Keras 3 Adam rule).
@@ -169,7 +173,8 @@ def _mse_per_target(y, target):
 
 def coordinate_descent(net, tv_fn, step_fn, clamp_x: bool = False, clone_loss: str = "sum",
                        precompute=None):
-    """UnSplit's coordinate descent (spec §5) as one pure function of tensors, in ``keras.ops``, to be compiled.
+    """UnSplit's coordinate descent (paper §4.2, Algorithm 1) as one pure function of tensors, in ``keras.ops``,
+    to be compiled.
 
     ``net(params, x, pre, extra)`` is the clone's bottom with parameters ``params`` (a list of tensors; ``extra``
     the clone's other values, e.g. BatchNorm statistics, passed through unchanged), ``tv_fn(x)`` the per-target
@@ -559,7 +564,8 @@ OBSERVED_PARAMS = ("last_layer_weight", "first_client_weight", "all_client_param
 
 
 def observed_variables(model: SplitNet, server_end: int, observed_param: str = "last_layer_weight"):
-    """The client-side variables whose gradient the attacker observes (spec §8.1, §8.4).
+    """The client-side variables whose gradient the attacker observes (paper §4.3; client depth 2 is
+    the paper's Table 3 row 2, which the original code does not implement).
 
     'last_layer_weight': the last linear layer's weight (the original's grad_index 8 / 14);
     'first_client_weight': the weight of the first client layer (fed by the server output);
@@ -623,7 +629,8 @@ def _substituted(model, variables, values, call):
 
 def label_inference(clone: SplitNet, h, target_grad, server_end: int, num_classes: int = 10,
                     observed_param: str = "last_layer_weight", vectorized: bool = True, candidates=None):
-    """Infer the label of one sample from the client's parameter gradient (spec §8.1, eq. 3).
+    """Infer the label of one sample from the client's parameter gradient (paper §4.3, eq. (3); original
+    ``unsplit/attacks.py``, ``label_inference``).
 
     The original's ``label_inference(pred, clone, target_grad, candidates, grad_index)`` differentiates the
     clone's precomputed logits ``pred``; a finished tensor cannot be differentiated afterwards here, so this
@@ -669,7 +676,7 @@ _SCORERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 @dataclasses.dataclass
 class LabelInferenceResult:
-    """Outcome of the online label-inference demo (spec §8.2)."""
+    """Outcome of the online label-inference demo (original ``label_inference_demo.py``)."""
     labels: np.ndarray
     predicted: np.ndarray
     client_depth: int
@@ -697,7 +704,7 @@ def run_label_inference(x, y, arch: str, count: int = 100, client_depth: int = 1
                         observed_param: str = "last_layer_weight", label_server_update: str = "both",
                         vectorized: bool = True, seed: int | None = None, indices=None, dtype="float32",
                         printer=None, dataset: str = "") -> LabelInferenceResult:
-    """The original online label-inference loop (spec §8.2) on ``count`` shuffled samples, batch 1.
+    """The original online label-inference loop (``label_inference_demo.py``) on ``count`` shuffled samples, batch 1.
 
     server = layers 0..s, client = s+1..end (holds the labels), clone = a random copy used from s+1; all three
     untrained and trained online with PyTorch-exact AMSGrad Adams (lr 1e-3). Per sample: the client's CE

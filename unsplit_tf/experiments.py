@@ -1,7 +1,8 @@
 """Paper reproductions for UnSplit: Table 2 (MSE before/after training, clone accuracy per split depth), Table 3
 (label inference at client depth 1 and 2), Table 6 (estimated inputs per depth) and Fig. 2 (MSE after each
 training epoch, averaged over depths). Used by ``benchmarks/unsplit_tables.py`` and
-``notebooks/unsplit_tables.ipynb``; the original code has no script for any of these (spec §1.4).
+``notebooks/unsplit_tables.ipynb``; the original code has no script for any of these (its demos run one
+dataset and split depth at a time).
 
 Protocol per dataset (defaults are the paper's budgets; pass smaller ones for CPU runs and label them):
 
@@ -15,7 +16,10 @@ Protocol per dataset (defaults are the paper's budgets; pass smaller ones for CP
   per-target clones with ``batched=True``.
 * **Clone accuracy** (after training) is reported both ways (``intended`` = clone bottom + trained server top,
   the paper's sense; ``repo_literal`` = the original demo's printed score), on the full test split.
-* **TV weight**: ``tv_schedule='paper'`` (0.1 for d <= 3, 1.0 deeper) by default here, as the paper reports.
+* **TV weight and form**: the original code's by default, as everywhere in the package (``tv_schedule='code'``:
+  lambda_TV 0.1 at every depth; ``tv_form='code'``: squared, anisotropic, mean-normalised TV). The paper's §5.1
+  states 0.1 for depths 1-3 and 1.0 deeper: pass ``tv_schedule='paper'`` for it (``notebooks/unsplit_tables.ipynb``
+  and the Table 2 runs in ``docs/results.md`` do). :func:`format_table2` prints the schedule and form of every table.
 """
 from __future__ import annotations
 
@@ -41,7 +45,8 @@ PAPER_MEANS = {"mnist": (0.087, 0.094, 95.63), "f_mnist": (0.13, 0.164, 83.90), 
 #: Table 3: client depth -> dataset -> label inference accuracy %.
 PAPER_TABLE3 = {1: {"mnist": 100.0, "f_mnist": 100.0, "cifar": 100.0},
                 2: {"mnist": 9.1, "f_mnist": 10.2, "cifar": 8.1}}
-#: Label-inference settings of Table 3; row 2's observed gradient is not stated in the paper (spec §8.4).
+#: Label-inference settings of Table 3. The original code implements client depth 1 only, and the paper does not
+#: say which client gradient the attacker compares at depth 2: each choice is a row of its own.
 TABLE3_SETTINGS = ((1, "last_layer_weight"), (2, "first_client_weight"), (2, "last_layer_weight"),
                    (2, "all_client_params"))
 DEPTHS = {"mnist": tuple(range(1, 7)), "f_mnist": tuple(range(1, 7)), "cifar": tuple(range(1, 9))}
@@ -94,14 +99,14 @@ def _short(dataset: str) -> str:
 
 
 def run_depth_sweep(dataset: str, depths=None, *, epochs: int = 10, main_iters: int = 1000, input_iters: int = 100,
-                    model_iters: int = 100, tv_schedule="paper", max_train_batches: int | None = None,
+                    model_iters: int = 100, tv_schedule="code", max_train_batches: int | None = None,
                     attack_every_epoch: bool = False, n_targets: int = 10, batched: bool = False,
                     share_training: bool = True, seed: int = 0, printer=print, **inversion_options) -> SweepResult:
     """Attack every depth before training and after training (and after every epoch for Fig. 2).
 
     ``inversion_options``: further :class:`unsplit_tf.attacks.InversionConfig` fields for a paper-variant sweep
     (``tv_form``, ``tv_reduction``, ``lambda_l2``, ``optimizer``, ``clamp_x``, ``cifar_minmax``); the defaults are
-    the original code's."""
+    the original code's, ``tv_schedule`` included ('code': 0.1 at every depth; 'paper' for the paper's 0.1 / 1.0)."""
     from splitnn.data import load_unsplit
     from unsplit_tf.attacks import InversionConfig, invert_images
     from unsplit_tf.models import build_model, check_split_depth
@@ -119,7 +124,8 @@ def run_depth_sweep(dataset: str, depths=None, *, epochs: int = 10, main_iters: 
     cfg = InversionConfig(main_iters=main_iters, input_iters=input_iters, model_iters=model_iters,
                           tv_schedule=tv_schedule, **inversion_options)  # TypeError names an unknown option
     budget = dict(epochs=epochs, main_iters=main_iters, input_iters=input_iters, model_iters=model_iters,
-                  tv_schedule=tv_schedule, max_train_batches=max_train_batches, n_targets=n_targets,
+                  tv_schedule=tv_schedule, tv_form=cfg.tv_form, tv_reduction=cfg.tv_reduction,
+                  max_train_batches=max_train_batches, n_targets=n_targets,
                   batched=batched, share_training=share_training, seed=seed, options=dict(inversion_options))
     start = time.perf_counter()
     results = []
@@ -198,18 +204,31 @@ def table2_rows(sweep: SweepResult) -> list:
     return rows
 
 
+def tv_description(budget: dict) -> str:
+    """The TV schedule and form a sweep used (:func:`unsplit_tf.util.describe_tv`), from its ``budget``."""
+    from unsplit_tf.util import describe_tv
+
+    options = budget.get("options", {})
+    form = budget.get("tv_form", options.get("tv_form", "code"))
+    reduction = budget.get("tv_reduction", options.get("tv_reduction", "sum"))
+    return describe_tv(budget["tv_schedule"], form, reduction)
+
+
 def format_table2(sweep: SweepResult) -> str:
+    """Table 2 as Markdown next to the paper's numbers, under a header that states the budget (``REDUCED BUDGET``
+    when below the paper's), the TV schedule and form, and every non-default option of the sweep."""
     rows = table2_rows(sweep)
     b = sweep.budget
+    shown = ("tv_form", "tv_reduction")  # in the TV description
     full = (b["main_iters"] >= 1000 and b["input_iters"] >= 100 and b["model_iters"] >= 100 and b["epochs"] >= 10
             and not b["max_train_batches"] and b["n_targets"] >= 10)
     label = "" if full else "REDUCED BUDGET "
     partial = f" -- {sweep.description}" if sweep.partial else ""
     head = (f"{label}Table 2, {sweep.dataset}{partial}: {b['epochs']} epoch(s)"
             f"{' x ' + str(b['max_train_batches']) + ' batches' if b['max_train_batches'] else ''}, "
-            f"{b['main_iters']} x ({b['input_iters']} + {b['model_iters']}) steps, TV schedule "
-            f"{b['tv_schedule']}, {b['n_targets']} targets, {'batched' if b['batched'] else 'carried clone'}, "
-            f"{''.join(f'{k}={v}, ' for k, v in b.get('options', {}).items())}"
+            f"{b['main_iters']} x ({b['input_iters']} + {b['model_iters']}) steps, {tv_description(b)}, "
+            f"{b['n_targets']} targets, {'batched' if b['batched'] else 'carried clone'}, "
+            f"{''.join(f'{k}={v}, ' for k, v in b.get('options', {}).items() if k not in shown)}"
             f"seed {b['seed']}. MSE on [0, 1]; clone accuracy on the full test split (intended = clone bottom + "
             f"server top; repo_literal = the original's printed score).")
     lines = [head,
@@ -271,5 +290,5 @@ def format_table3(entries: list, partial_note: str = "") -> str:
 
 
 __all__ = ["PAPER_TABLE2", "PAPER_TABLE3", "PAPER_MEANS", "PAPER_REF_ACC", "TABLE3_SETTINGS", "DepthResult",
-           "SweepResult", "run_depth_sweep", "table2_rows", "format_table2", "Table3Entry", "run_table3",
-           "format_table3"]
+           "SweepResult", "run_depth_sweep", "table2_rows", "format_table2", "tv_description", "Table3Entry",
+           "run_table3", "format_table3"]

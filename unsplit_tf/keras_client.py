@@ -6,7 +6,8 @@ model fits it unchanged: the server knows the client's **architecture** but not 
 client's outputs (the smashed data) and trains a **clone** of the architecture while it inverts them.
 
 :func:`model_inversion_stealing_keras` is :func:`unsplit_tf.attacks.model_inversion_stealing` for such a clone,
-with the same algorithm and defaults (spec §5): x~ starts as the constant 0.5, two AMSGrad Adams (PyTorch-exact
+with the same algorithm and defaults (paper §4.2, Algorithm 1; original ``unsplit/attacks.py``,
+``model_inversion_stealing``): x~ starts as the constant 0.5, two AMSGrad Adams (PyTorch-exact
 by default, lr 1e-3) are created afresh per call, then ``main_iters`` rounds of ``input_iters`` x~ steps
 (MSE + lambda_tv TV + lambda_l2 mean(x~^2)) and ``model_iters`` clone steps (MSE only); the clone is updated in
 place, so a loop over targets carries it (model stealing accumulates), and the smashed targets are constants.
@@ -337,7 +338,9 @@ def splitnet_bottom(net, depth: int) -> keras.Model:
 def stolen_model_accuracy(clone: keras.Model, server: keras.Model, x, y, batch_size: int = 500) -> float:
     """Accuracy (%) of the stolen client under the real server: ``argmax(server(clone(x))) == y``.
 
-    UnSplit's meaningful clone metric (spec §7.3, "clone bottom + trained server top").
+    UnSplit's meaningful clone metric ("clone bottom + trained server top", the "functionally similar" clone of
+    the paper's threat model and Table 2; the original demo's printed "Clone test score" pairs the real client with the
+    clone's untrained top instead, see :mod:`unsplit_tf.training`).
     """
     _check_model(clone, "clone")
     _check_model(server, "server")
@@ -408,7 +411,8 @@ def observed_gradients(head: keras.Model, h, labels, observed="last_layer_weight
 
 def label_inference_keras(clone_head: keras.Model, h, observed_grads, observed="last_layer_weight",
                           candidates=None, vectorized: bool = True):
-    """UnSplit's label inference (spec §8.1) against a Keras head that holds the labels.
+    """UnSplit's label inference (paper §4.3, eq. (3); original ``unsplit/attacks.py``, ``label_inference``)
+    against a Keras head that holds the labels.
 
     Scores every candidate label by the MSE between ``observed_grads`` (from :func:`observed_gradients` on the
     label owner's head, or the real update) and the gradients of CE(clone_head(h), candidate) with respect to

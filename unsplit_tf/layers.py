@@ -1,4 +1,5 @@
-"""The flat layer tables of MnistNet and CifarNet (spec §3.1 / §3.2) and the split-depth checks.
+"""The flat layer tables of MnistNet and CifarNet (paper Appendix A; original ``unsplit/models.py``) and the
+split-depth checks.
 
 Backend-free on purpose: the Keras models (:mod:`unsplit_tf.models`) and the TensorFlow im2col forward
 (:mod:`unsplit_tf.functional`) are both built from these tables.
@@ -52,7 +53,8 @@ def _specs(rows):
     return tuple(out)
 
 
-#: Flat layer tables of spec §3.1 / §3.2.
+#: Flat layer tables of the original ``MnistNet`` and ``CifarNet`` (``unsplit/models.py``), one entry per layer
+#: including ReLU, sigmoid and max-pooling, in the order the original applies them.
 ARCHITECTURES = {
     "mnist": _specs([
         ("conv", "conv1", 1, 8, 5, "valid"), ("relu",), ("pool",),

@@ -2,22 +2,31 @@
 
 Mirrors the original ``model_inversion_demo.py <mnist|f_mnist|cifar> <split_depth>``: trains client + server for
 10 epochs, then inverts the first test image of each class with one clone carried across the 10 targets
-(1000 x (100 + 100) steps), prints per-image and average MSE and the clone accuracies, and writes PNGs to
-``results/``. Options beyond the original (all defaults faithful) shrink the budget or switch variants.
+(1000 x (100 + 100) steps, TV weight 0.1 at every depth and the original code's TV form), prints per-image and
+average MSE and the clone accuracies, and writes PNGs to ``results/``. Options beyond the original (all defaults
+faithful) shrink the budget or switch variants; budgets that cannot run the attack (no rounds, no input or clone
+steps, no training batches) are refused before any work.
 
-Printed lines are the original's, plus the intended clone accuracy next to the repo-literal "Clone test score"
-(see :mod:`unsplit_tf.training`). Files: ``results/{dataset}_{i}.png`` (reconstruction i, clamped to [0, 1] for
-the file only, as the original) and ``results/{dataset}_d{depth}_originals_reconstructions.png`` (a grid).
+Printed lines are the original's, plus one line naming the attack's budget, TV schedule and TV form, and the clone
+accuracies as two lines (see :mod:`unsplit_tf.training`): the original's "Clone test score" (real client bottom
++ the clone's untrained top, labelled as the original's metric) and the clone accuracy that measures the stolen
+client (clone bottom + trained server top). It ends with the absolute paths of the files it wrote and the total
+time. Files: ``results/{dataset}_{i}.png`` (reconstruction i, clamped to [0, 1] for the file only, as the
+original) and ``results/{dataset}_d{depth}_originals_reconstructions.png`` (a grid).
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import sys
-import time
-from pathlib import Path
+import os
 
-import numpy as np
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow (unless the user set it)
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 DATASETS = ("mnist", "f_mnist", "cifar")
 
@@ -48,6 +57,31 @@ def _canonical(dataset: str) -> str:
     return {"mnist": "mnist", "fashion_mnist": "f_mnist", "cifar10": "cifar"}[name]
 
 
+def check_budget(*, epochs: int = 10, main_iters: int = 1000, input_iters: int = 100, model_iters: int = 100,
+                 max_train_batches: int | None = None, batch_size: int = 64, cli: bool = False) -> None:
+    """Raise ValueError, naming the value, for a budget with which the demo cannot attack (``cli``: name the
+    command-line options, ``--main-iters``, rather than the arguments).
+
+    Zero rounds, zero input steps or zero clone steps would report the constant 0.5 start image (or x~ against a
+    clone that never learns) as the attack's result; ``max_train_batches=0`` with epochs would report an untrained
+    network as a trained one (``epochs=0`` is the way to attack the untrained network, Table 2's "before").
+    """
+    def label(name):
+        return "--" + name.replace("_", "-") if cli else name
+
+    for name, value, low in (("epochs", epochs, 0), ("main_iters", main_iters, 1), ("input_iters", input_iters, 1),
+                             ("model_iters", model_iters, 1), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or int(value) != value or value < low:
+            why = (" (the attack needs at least one round of at least one x~ step and one clone step; without them "
+                   "it would report its grey start image or a clone that never learnt)"
+                   if name.endswith("_iters") else "")
+            raise ValueError(f"{label(name)} must be an integer >= {low}, got {value!r}{why}")
+    if max_train_batches is not None and (isinstance(max_train_batches, bool)
+                                          or int(max_train_batches) != max_train_batches or max_train_batches < 1):
+        raise ValueError(f"{label('max_train_batches')} must be an integer >= 1, got {max_train_batches!r} (use "
+                         f"{label('epochs')} 0 to attack the untrained network)")
+
+
 def run_inversion_demo(dataset: str, split_depth: int, *, epochs: int = 10, main_iters: int = 1000,
                        input_iters: int = 100, model_iters: int = 100, tv_schedule="code", tv_form: str = "code",
                        seed: int | None = None, batched: bool = False, results_dir="results",
@@ -58,14 +92,18 @@ def run_inversion_demo(dataset: str, split_depth: int, *, epochs: int = 10, main
     """Run the demo end to end and return its numbers (see module docstring).
 
     Raises ``splitnn.data.UnknownDatasetError`` / ``ValueError`` for a bad dataset or split depth (1-6 for
-    mnist/f_mnist, 1-8 for cifar) and ``splitnn.data.MissingDataError`` when offline data is missing.
+    mnist/f_mnist, 1-8 for cifar) or a budget that cannot run the attack (:func:`check_budget`), before any work,
+    and ``splitnn.data.MissingDataError`` when offline data is missing.
     """
+    check_budget(epochs=epochs, main_iters=main_iters, input_iters=input_iters, model_iters=model_iters,
+                 max_train_batches=max_train_batches, batch_size=batch_size)
+    start = time.perf_counter()
     from splitnn.data import load_unsplit
     from splitnn.utils import set_seed
     from unsplit_tf.attacks import InversionConfig, invert_images
     from unsplit_tf.models import build_model, check_split_depth
     from unsplit_tf.training import clone_accuracies, train_split
-    from unsplit_tf.util import configure_threads, first_index_per_class
+    from unsplit_tf.util import configure_threads, describe_tv, first_index_per_class
 
     configure_threads(1, 1)  # tiny models: one intra-op thread is fastest on CPU (no-op if TF already runs)
     name = _canonical(dataset)
@@ -74,7 +112,7 @@ def run_inversion_demo(dataset: str, split_depth: int, *, epochs: int = 10, main
     cfg = InversionConfig(main_iters=main_iters, input_iters=input_iters, model_iters=model_iters,
                           tv_schedule=tv_schedule, tv_form=tv_form, optimizer=optimizer, cifar_minmax=cifar_minmax,
                           lambda_l2=lambda_l2, tv_reduction=tv_reduction, clamp_x=clamp_x)
-    start = time.perf_counter()
+    tv = describe_tv(tv_schedule, tv_form, tv_reduction, split_depth)
     data = load_unsplit(name)
     set_seed(seed)
     rng = np.random.default_rng(seed)
@@ -93,6 +131,9 @@ def run_inversion_demo(dataset: str, split_depth: int, *, epochs: int = 10, main
     idx = first_index_per_class(data.y_test)
     targets = data.x_test[idx]
     printer("Starting model inversion & stealing attack...")
+    mode = (f"{len(idx)} targets batched, one clone copy each" if batched
+            else f"one clone, {'carried' if clone_reuse == 'carry' else 'restarted'} across the {len(idx)} targets")
+    printer(f"Attack: {main_iters} x ({input_iters} + {model_iters}) steps per image, {tv}, {mode}")
     inv = invert_images(client, clone, targets, split_depth, cfg, batched=batched, clone_reuse=clone_reuse,
                         labels=data.y_test[idx])
     for i, value in enumerate(inv.mse):
@@ -103,16 +144,14 @@ def run_inversion_demo(dataset: str, split_depth: int, *, epochs: int = 10, main
     acc = clone_accuracies(client, server, eval_clone, data.x_test, data.y_test, split_depth, rng)
     if batched:
         printer("(batched mode: clone accuracies of the last target's independent clone copy)")
-    printer(f"Clone test score: {acc.repo_literal_repo}%  [repo_literal: real client bottom + untrained clone top, "
-            f"as printed by the original]{tag}")
-    for line in acc.lines(data.description if data.partial else ""):
+    for line in acc.lines(data.description if data.partial else "", split_depth):
         printer(line)
 
     files = []
     if save_images:
         from splitnn.plots import save_image_grid
 
-        out = Path(results_dir)
+        out = Path(results_dir).resolve()
         out.mkdir(parents=True, exist_ok=True)
         import matplotlib.pyplot as plt
 
@@ -125,11 +164,15 @@ def run_inversion_demo(dataset: str, split_depth: int, *, epochs: int = 10, main
         grid = out / f"{name}_d{split_depth}_originals_reconstructions.png"
         save_image_grid([inv.targets, inv.x_eval], grid, titles=["originals", "reconstructions"],
                         value_range=(0, 1), suptitle=f"UnSplit {name} split depth {split_depth}: average MSE "
-                                                     f"{inv.mean_mse:.4f}{tag}")
+                                                     f"{inv.mean_mse:.4f}, TV {tv_schedule}/{tv_form}{tag}")
         files.append(grid)
-        printer(f"Results saved to the {out} directory.")
+        printer(f"Results saved to the {out} directory:")
+        for path in files:
+            printer(f"  {path}")
+    seconds = time.perf_counter() - start
+    printer(f"Total time: {seconds:.1f} s")
     return InversionDemoResult(name, split_depth, inv.mse, inv.mean_mse, acc, history, inv, idx, files,
-                               data.description, bool(data.partial), seed, time.perf_counter() - start)
+                               data.description, bool(data.partial), seed, seconds)
 
 
 def dataset_arg(parser: argparse.ArgumentParser, value: str) -> str:
@@ -150,9 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="mnist, f_mnist or cifar")
     p.add_argument("split_depth", help="flat layer index of the split: 1-6 (mnist, f_mnist) or 1-8 (cifar)")
     p.add_argument("--epochs", type=int, default=10, help="training epochs (default 10; 0 = attack untrained)")
-    p.add_argument("--main-iters", type=int, default=1000, help="coordinate-descent rounds (default 1000)")
-    p.add_argument("--input-iters", type=int, default=100, help="x~ steps per round (default 100)")
-    p.add_argument("--model-iters", type=int, default=100, help="clone steps per round (default 100)")
+    p.add_argument("--main-iters", type=int, default=1000, help="coordinate-descent rounds, >= 1 (default 1000)")
+    p.add_argument("--input-iters", type=int, default=100, help="x~ steps per round, >= 1 (default 100)")
+    p.add_argument("--model-iters", type=int, default=100, help="clone steps per round, >= 1 (default 100)")
     p.add_argument("--tv-schedule", default="code",
                    help="'code' (0.1 at every depth, default), 'paper' (0.1 for d<=3, 1.0 deeper) or a number")
     p.add_argument("--tv-form", default="code", choices=("code", "paper"), help="TV as coded (default) or paper")
@@ -162,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="carry one clone across the targets (default, original) or restart it per target")
     p.add_argument("--batched", action="store_true",
                    help="invert the 10 targets at once, each with its own clone copy (not the original)")
-    p.add_argument("--max-train-batches", type=int, default=None, help="truncate every epoch (tiny budgets)")
+    p.add_argument("--max-train-batches", type=int, default=None,
+                   help="truncate every epoch to N >= 1 batches (tiny budgets; --epochs 0 attacks untrained)")
     p.add_argument("--no-cifar-minmax", action="store_true", help="skip the CIFAR min-max post-processing")
     p.add_argument("--lambda-l2", type=float, default=1.0,
                    help="weight of mean(x~^2) in the input phase (default 1, the code; 0 = the paper's eq. 1)")
@@ -180,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:  # before any import of the backend or the data
+        check_budget(epochs=args.epochs, main_iters=args.main_iters, input_iters=args.input_iters,
+                     model_iters=args.model_iters, max_train_batches=args.max_train_batches,
+                     batch_size=args.batch_size, cli=True)
+    except ValueError as exc:
+        parser.error(str(exc))
     from splitnn.data import MissingDataError
     from unsplit_tf.models import check_split_depth
     from unsplit_tf.util import tv_weight_for
@@ -196,11 +246,8 @@ def main(argv=None) -> int:
         tv_weight_for(depth, schedule)
     except ValueError:
         parser.error(f"--tv-schedule {args.tv_schedule!r}: expected 'code', 'paper' or a number")
-    for opt in ("epochs", "main_iters", "input_iters", "model_iters", "lambda_l2"):
-        if getattr(args, opt) < 0:
-            parser.error(f"--{opt.replace('_', '-')} must be >= 0, got {getattr(args, opt)}")
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.lambda_l2 < 0:
+        parser.error(f"--lambda-l2 must be >= 0, got {args.lambda_l2}")
     try:
         run_inversion_demo(name, depth, epochs=args.epochs, main_iters=args.main_iters,
                            input_iters=args.input_iters, model_iters=args.model_iters, tv_schedule=schedule,

@@ -1,15 +1,16 @@
 """UnSplit's two target networks, MnistNet and CifarNet, in Keras 3.
 
 Both networks are addressed by a **flat layer index** that counts every layer of the original, ReLU, sigmoid and
-max-pooling included (spec §3). ``model(x, start=s, end=e)`` applies layers ``s..e`` *inclusive* and returns the
-output after layer ``e``; the client of a split at depth ``d`` runs ``model(x, end=d)`` and the server runs
-``model(h, start=d + 1)``.
+max-pooling included (paper Appendix A; original ``unsplit/models.py``). ``model(x, start=s, end=e)`` applies
+layers ``s..e`` *inclusive* and returns the output after layer ``e``; the client of a split at depth ``d`` runs
+``model(x, end=d)`` and the server runs ``model(h, start=d + 1)``.
 
 Faithful details, all reproduced:
 
 * **PyTorch default initialisation** (``kaiming_uniform(a=sqrt(5))``): kernels and biases are
   U(-1/sqrt(fan_in), +1/sqrt(fan_in)) with fan_in = in_channels*k*k (conv) or in_features (linear). The Keras
-  defaults (Glorot kernel, zero bias) are not used (spec §3.4).
+  defaults (Glorot kernel, zero bias) are not used: the clone starts from this initialisation, and the attack's
+  statistics depend on it.
 * **PyTorch's flatten order**: the models run in NHWC (TensorFlow's CPU layout), but the tensor is transposed to
   NCHW before it is flattened for the first linear layer, so ``fc1``'s weight is PyTorch's transposed and a
   ``state_dict`` moves between the frameworks without changing any output (see :mod:`unsplit_tf.torch_interop`).
@@ -17,9 +18,9 @@ Faithful details, all reproduced:
 * **Parameter order** equals PyTorch's ``parameters()``: ``model.weights[8]`` is MnistNet's ``fc3`` weight and
   ``model.weights[14]`` CifarNet's ``fc2`` weight (the original's ``grad_index``).
 
-Fixed quirk of the original (documented, spec §3.3): the original's partial forward compared the *relative*
-position inside the convolutional block with ``end`` when ``0 < start``, so e.g. MnistNet ``start=3, end=4``
-returned ``None``. Here ``start`` and ``end`` are always **absolute** indices; split composition
+Fixed quirk of the original (``forward`` in ``unsplit/models.py``): the original's partial forward compared the
+*relative* position inside the convolutional block with ``end`` when ``0 < start``, so e.g. MnistNet ``start=3,
+end=4`` returned ``None``. Here ``start`` and ``end`` are always **absolute** indices; split composition
 ``model(model(x, end=k), start=k+1) == model(x)`` holds for every ``k``.
 
 Not reproduced: the original's unused ``get_params`` / ``restore_initial_params`` helpers and the ``initial``
@@ -169,7 +170,8 @@ class SplitNet(keras.Model):
 
 
 class MnistNet(SplitNet):
-    """MnistNet of spec §3.1 (1x28x28 input, 11 flat layers, 45,278 parameters)."""
+    """The original's MnistNet (1x28x28 input, 11 flat layers, 45,278 parameters; flat table in
+    :data:`unsplit_tf.layers.ARCHITECTURES`)."""
 
     def __init__(self, seed: int | None = None, dtype="float32", name=None, **kwargs):
         kwargs.pop("arch", None)
@@ -177,7 +179,8 @@ class MnistNet(SplitNet):
 
 
 class CifarNet(SplitNet):
-    """CifarNet of spec §3.2 (3x32x32 input, 18 flat layers, 1,609,546 parameters)."""
+    """The original's CifarNet (3x32x32 input, 18 flat layers, 1,609,546 parameters; flat table in
+    :data:`unsplit_tf.layers.ARCHITECTURES`)."""
 
     def __init__(self, seed: int | None = None, dtype="float32", name=None, **kwargs):
         kwargs.pop("arch", None)
@@ -195,7 +198,9 @@ def flatten_chw(x):
 
 
 def label_split_index(arch: str, client_depth: int) -> int:
-    """Last server layer for label inference with ``client_depth`` linear layers on the client (spec §8.2, §8.4).
+    """Last server layer for label inference with ``client_depth`` linear layers on the client.
+
+    Depth 1 is the original ``label_inference_demo.py``; depth 2 is the paper's Table 3 row 2 (not in the code).
 
     Depth 1: the client holds only the last linear layer (server end 9 for MnistNet, 16 for CifarNet).
     Depth 2: the client holds the last two linear layers and the activation between them (server end 7 / 14).

@@ -1,6 +1,7 @@
 """A PyTorch-exact Adam (with AMSGrad) in ``keras.ops``, and the functional update rules UnSplit's loops use.
 
-Why not ``keras.optimizers.Adam(amsgrad=True)``? The two rules differ in where epsilon enters (spec §9):
+Why not ``keras.optimizers.Adam(amsgrad=True)``? The two rules differ in where epsilon enters (PyTorch's
+``torch.optim.Adam(amsgrad=True)``, which the original uses everywhere, against Keras 3's ``Adam``):
 
 * PyTorch (1.8, the original's): ``m = b1*m + (1-b1)*g``; ``v = b2*v + (1-b2)*g*g``; ``vmax = max(vmax, v)``;
   ``p -= (lr / (1-b1**t)) * (m / (sqrt(vmax) / sqrt(1-b2**t) + eps))`` with eps = 1e-8.

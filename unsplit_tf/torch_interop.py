@@ -5,7 +5,7 @@ A ``state_dict`` uses the original module names: ``conv1.weight, conv1.bias, con
 ``torch.Tensor``s or NumPy arrays; **torch is never imported** unless :func:`export_state_dict` is asked for
 tensors.
 
-Layouts (spec §3.5): conv weight [out, in, kh, kw] <-> Keras [kh, kw, in, out] (transpose (2, 3, 1, 0));
+Layouts (PyTorch NCHW / Keras NHWC): conv weight [out, in, kh, kw] <-> Keras [kh, kw, in, out] (transpose (2, 3, 1, 0));
 linear weight [out, in] <-> Keras [in, out]. Because the Keras models flatten in PyTorch's C,H,W order, ``fc1``
 needs only that transpose.
 """

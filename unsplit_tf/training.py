@@ -1,4 +1,5 @@
-"""Training the split target model and measuring the stolen clone (spec §6, §7).
+"""Training the split target model and measuring the stolen clone (original ``model_inversion_demo.py`` and
+``unsplit/util.py``, ``get_test_score``).
 
 Target training as in the original ``model_inversion_demo.py``: client (layers 0..d) and server (d+1..end) are
 independently initialised full copies of the network; every step computes ``server(client(x, end=d),
@@ -6,8 +7,8 @@ start=d+1)``, the mean cross-entropy from logits, and steps the **server, then t
 PyTorch-exact AMSGrad Adam (lr 1e-3). Batches of 64 from a fresh shuffle every epoch, **last partial batch
 kept** (938 batches per epoch for MNIST-like data, 782 for CIFAR-10).
 
-Clone accuracy, the two metrics (spec §7.3), each on the repo's sampler (~1,820 random draws with replacement,
-spec §7.2) and on the full test set:
+Clone accuracy, the two metrics, each on the original's sampler (~1,820 random draws with replacement, see
+:func:`unsplit_tf.util.repo_sampler_indices`) and on the full test set:
 
 * ``repo_literal``: the original demo's printed "Clone test score": the **real client's** layers 0..d followed by
   the **clone's** layers d+1..end, which nothing trains (so it sits near chance). Reported because the original
@@ -143,16 +144,18 @@ class CloneAccuracy:
     repo_count: int
     n_test: int
 
-    def lines(self, partial_label: str = "") -> list:
+    def lines(self, partial_label: str = "", split_depth: int | None = None) -> list:
+        """The two lines the demo prints: the original demo's "Clone test score" (labelled as the original's metric,
+        on its sampler) and the meaningful clone accuracy (clone bottom + trained server top, full test split)."""
         tag = f" [{partial_label}]" if partial_label else ""
+        bottom = "0..end of the client" if split_depth is None else f"0..{int(split_depth)}"
+        top = "above the split" if split_depth is None else f"{int(split_depth) + 1}..end"
         return [
-            f"Clone test score (repo_literal: real client bottom + untrained clone top, repo sampler "
-            f"{self.repo_count} draws): {self.repo_literal_repo:.2f}%{tag}",
-            f"Clone test score (repo_literal, full test split, {self.n_test} images): {self.repo_literal_full:.2f}%"
-            f"{tag}",
-            f"Clone accuracy (intended: clone bottom + trained server top, repo sampler): "
-            f"{self.intended_repo:.2f}%{tag}",
-            f"Clone accuracy (intended, full test split, {self.n_test} images): {self.intended_full:.2f}%{tag}",
+            f"Clone test score: {self.repo_literal_repo:.2f}%  (the original demo's metric: the real client's layers "
+            f"{bottom} followed by the clone's layers {top}, which the attack never trains, so it measures an "
+            f"untrained top and sits near chance; the original's sampler, {self.repo_count} random test draws){tag}",
+            f"Clone accuracy: {self.intended_full:.2f}%  (the stolen client: the clone's layers {bottom} followed by "
+            f"the trained server's layers {top}; full test split, {self.n_test} images){tag}",
         ]
 
 

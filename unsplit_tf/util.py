@@ -29,7 +29,7 @@ def mean(x, axis=None):
 
 
 def tv_code(x):
-    """TV as the original implements it (spec §4.1): squared, anisotropic, mean-normalised.
+    """TV as the original implements it (``unsplit/util.py``, ``TV``): squared, anisotropic, mean-normalised.
 
     TV = (S_h / (C*(H-1)*W) + S_w / (C*H*(W-1))) / B, where S_h, S_w are the sums of squared differences of
     vertically / horizontally neighbouring pixels over all channels and samples.
@@ -68,7 +68,7 @@ TV_PAPER_EPS = 1e-8
 
 
 def tv_paper_per_sample(x, reduction: str = "sum", eps: float = TV_PAPER_EPS, data_format: str = "NHWC"):
-    """The paper's isotropic TV (spec §4.2) of every sample; shape [B].
+    """The paper's isotropic TV (paper §4.2, the TV term of eq. (1)) of every sample; shape [B].
 
     TV(x) = sum_{c, i<H-1, j<W-1} sqrt((x[i+1,j]-x[i,j])^2 + (x[i,j+1]-x[i,j])^2 + eps).
     Choices the paper leaves open, fixed here: both differences are taken on the (H-1)x(W-1) grid where both
@@ -124,6 +124,30 @@ def tv_weight_for(split_depth: int, schedule="code") -> float:
         raise ValueError(f"TV schedule {schedule!r} unknown; expected 'code', 'paper' or a number") from None
 
 
+def describe_tv(schedule="code", form: str = "code", reduction: str = "sum", split_depth: int | None = None) -> str:
+    """One line saying which TV weight schedule and TV form an attack used, for printed tables and demo output.
+
+    ``schedule``: 'code' (the original code: 0.1 at every depth), 'paper' (the paper's §5.1: 0.1 for split depths
+    1-3, 1.0 deeper) or a number; ``form``: 'code' (the original ``unsplit/util.py`` ``TV``: squared, anisotropic,
+    mean-normalised) or 'paper' (§4.2: isotropic square root, summed or averaged over pixels per ``reduction``).
+    With ``split_depth``, the paper schedule's weight at that depth is added."""
+    if isinstance(schedule, str) and schedule in TV_SCHEDULES:
+        what = {"code": "lambda_TV 0.1 at every depth, the original code's",
+                "paper": "lambda_TV 0.1 for depths 1-3 and 1.0 deeper, the paper's"}[schedule]
+        text = f"TV schedule {schedule} ({what})"
+    else:
+        text = f"TV weight {tv_weight_for(1, schedule):g} at every depth (custom)"
+    if split_depth is not None and schedule == "paper":
+        text += f", lambda_TV {tv_weight_for(split_depth, schedule):g} at depth {int(split_depth)}"
+    if form == "code":
+        text += ", TV form code (squared, anisotropic, mean-normalised, the original code's)"
+    elif form == "paper":
+        text += f", TV form paper (isotropic square root, {reduction} over pixels, the paper's)"
+    else:
+        raise ValueError(f"tv_form {form!r} unknown; expected 'code' or 'paper'")
+    return text
+
+
 # ------------------------------------------------------------------------------------------ post-processing
 
 
@@ -165,7 +189,7 @@ def get_examples_by_class(x, y, count: int = 1, num_classes: int = 10):
 
 
 def repo_sampler_indices(n: int, count: int = 2000, rng=None) -> np.ndarray:
-    """The original ``get_test_score`` sampler (spec §7.2): ``count`` uniform draws *with replacement* whose
+    """The original ``get_test_score`` sampler (``unsplit/util.py``): ``count`` uniform draws *with replacement* whose
     de-duplication test wrongly checks the **loop counter** against the indices drawn so far, skipping a draw
     when the counter is among them. About 1,820 effective draws for n = 10,000 and count = 2,000."""
     rng = np.random.default_rng(rng)
@@ -224,8 +248,9 @@ def get_test_score(m1, m2, x, y, split: int, sampler: str = "repo", count: int =
 
 def configure_threads(intra_op: int | None = 1, inter_op: int | None = 1) -> bool:
     """Set TF's thread pools (call before TF runs its first op). One intra-op thread is best for these tiny
-    models on CPU (spec §14). Returns False when TF was already initialised and the setting was ignored, or
-    under another Keras backend (JAX sizes its pools from XLA_FLAGS before it starts)."""
+    models on CPU: with two, thread contention made a step many times slower. Returns False when TF was already
+    initialised and the setting was ignored, or under another Keras backend (JAX sizes its pools from XLA_FLAGS
+    before it starts)."""
     from splitnn import backend
 
     if not backend.is_tensorflow():
@@ -250,6 +275,6 @@ def env_int(name: str, default: int) -> int:
 
 
 __all__ = ["tv_code", "tv_code_per_sample", "tv_paper", "tv_paper_per_sample", "l2loss", "l2loss_per_sample",
-           "tv_weight_for", "TV_SCHEDULES", "TV_PAPER_EPS", "normalize", "normalize_per_image",
+           "tv_weight_for", "describe_tv", "TV_SCHEDULES", "TV_PAPER_EPS", "normalize", "normalize_per_image",
            "first_index_per_class", "get_examples_by_class", "repo_sampler_indices", "accuracy",
            "get_test_score", "configure_threads"]
