@@ -1,4 +1,5 @@
-"""The one-call GPU acceptance driver (benchmarks/device/acceptance.py): its bookkeeping, with stand-in jobs.
+"""The one-call GPU acceptance driver (benchmarks/device/acceptance.py): its jobs as cells of the sweep runner
+(splitnn.sweeps, on a Dask LocalCluster), with stand-in jobs.
 
 The real jobs are the JAX benchmarks, checked against the TensorFlow classes in tests/test_*_jax.py; here every
 job is a few lines of Python that writes what a benchmark writes and exits the way a benchmark can exit
@@ -7,6 +8,7 @@ job is a few lines of Python that writes what a benchmark writes and exits the w
 import importlib.util
 import json
 import os
+import re
 import sys
 import tarfile
 import textwrap
@@ -19,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_driver(monkeypatch):
-    # a script, not a package module: loaded by path (and registered, as its dataclass needs)
+    # a script, not a package module: loaded by path (and registered, as its dataclass and Dask's pickling need)
     spec = importlib.util.spec_from_file_location("acceptance", REPO / "benchmarks" / "device" / "acceptance.py")
     mod = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "acceptance", mod)
@@ -82,7 +84,10 @@ def test_statuses_summary_and_rerun(acceptance, tmp_path, monkeypatch, capsys):
     with tarfile.open(out / "acceptance.tar.gz") as tar:
         names = set(tar.getnames())
     assert {"fsha/fsha_mnist.json", "fsha/fsha.log", "unsplit/unsplit.log"} <= names
-    assert (work / "fsha.done").exists() and not (work / "fsha_dc.done").exists()
+    # one record, the completed job's; the stopped, killed and failed ones only leave the sweep's failure records
+    assert records(work) == ["acceptance_fsha"]
+    assert sorted(p.name.split("-")[0] for p in (work / "records" / "failed").glob("*.json")) == [
+        "acceptance_clientside", "acceptance_fsha_dc", "acceptance_unsplit"]
 
     # the next call skips the completed job and reruns the others (here: only the stopped one)
     rc = acceptance.main(["--budget", "22", "--reserve", "3", "--only", "fsha,fsha_dc", "--work", str(work),
@@ -91,6 +96,36 @@ def test_statuses_summary_and_rerun(acceptance, tmp_path, monkeypatch, capsys):
     assert "[fsha] completed in an earlier call" in capsys.readouterr().out
     jobs = json.loads((out / "summary.json").read_text())["jobs"]
     assert jobs["fsha"]["status"] == "complete" and jobs["fsha_dc"]["status"] == "stopped"
+    assert jobs["fsha"]["final_validation"] == 0.021  # the figures, from the earlier call's record
+    assert records(work) == ["acceptance_fsha"]
+
+
+def records(work):
+    return sorted(json.loads(p.read_text())["cell"]["attack"] for p in (work / "records").glob("*.json"))
+
+
+def test_a_job_stopped_at_the_budget_is_continued_not_skipped(acceptance, tmp_path, monkeypatch):
+    """A stand-in training job that checkpoints: the first call stops it at its time limit (exit 3), the next call
+    runs it again with a new --max-seconds, and it completes from its checkpoint."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    ckpt = work / "ckpt.txt"
+    job = acceptance.Job("fsha", 3, script(f"""
+        import pathlib, sys
+        ckpt = pathlib.Path({str(ckpt)!r})
+        done = int(ckpt.read_text()) if ckpt.exists() else 0
+        ckpt.write_text(str(done + 1))
+        print('max-seconds', sys.argv[sys.argv.index('--max-seconds') + 1], 'resumed from', done, flush=True)
+        raise SystemExit(0 if done else 3)
+        """), work / "fsha", "validation <= 0.03", ckpt)
+    monkeypatch.setattr(acceptance, "job_specs", lambda args, w: [job])
+    call = ["--budget", "60", "--reserve", "3", "--only", "fsha", "--work", str(work), "--out", str(out)]
+    assert acceptance.main(call) == 3 and records(work) == []
+    assert acceptance.main(call) == 0 and records(work) == ["acceptance_fsha"]
+    assert acceptance.main(call) == 0 and ckpt.read_text() == "2"  # completed: not run a third time
+    log = (work / "fsha.log").read_text()
+    assert "resumed from 0" in log and "resumed from 1" in log
+    limits = [int(v) for v in re.findall(r"max-seconds (\d+) resumed", log)]
+    assert len(limits) == 2 and all(20 < v <= 47 for v in limits), limits  # from the time left: 60 - 10 - 3 - ...
 
 
 def test_groups_run_in_order_and_later_ones_wait_for_the_budget(acceptance, tmp_path, monkeypatch, capsys):
@@ -134,6 +169,7 @@ def test_acceptance_configuration(acceptance, tmp_path):
     (["--budget", "60", "--reserve", "60"], "--reserve must be smaller than --budget"),
     (["--groups", "fsha fsha_dc,clientside"], "name each job of"),  # unsplit missing
     (["--groups", "fsha,fsha unsplit fsha_dc clientside"], "name each job of"),
+    (["--groups", "unsplit fsha,clientside fsha_cd"], "unknown: fsha_cd"),
 ])
 def test_bad_arguments(acceptance, argv, message, capsys):
     with pytest.raises(SystemExit):
@@ -177,13 +213,29 @@ def test_run_chunked_shortens_the_last_chunk_to_the_time_left(monkeypatch):
     assert calls == [1, 4, 2]
 
 
+def test_a_call_that_completes_every_job_records_each_once_and_the_next_call_runs_none(acceptance, tmp_path,
+                                                                                       monkeypatch, capsys):
+    work, out = tmp_path / "work", tmp_path / "out"
+    monkeypatch.setattr(acceptance, "job_specs", lambda args, w: [
+        acceptance.Job(n, 0, script(f"print('{n} ran')"), w / n, "-") for n in acceptance.JOBS])
+    call = ["--smoke", "--budget", "60", "--reserve", "3", "--work", str(work), "--out", str(out)]
+    assert acceptance.main(call) == 0
+    assert records(work) == sorted(f"acceptance_{n}" for n in acceptance.JOBS)  # one record per job
+    assert all(json.loads(p.read_text())["results"] == {} for p in (work / "records").glob("*.json"))
+    assert acceptance.main(call) == 0  # nothing left to run: every job skipped, nothing started
+    printed = capsys.readouterr().out.split("acceptance call:")[-1]
+    assert printed.count("completed in an earlier call") == 4 and "started" not in printed
+    assert all((work / f"{n}.log").read_text().count("=== call at") == 1 for n in acceptance.JOBS)  # ran once
+    assert records(work) == sorted(f"acceptance_{n}" for n in acceptance.JOBS)
+
+
 def test_smoke_and_real_calls_never_share_state(acceptance, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(acceptance, "job_specs", lambda args, w: [j for j in fake_jobs(acceptance, w)
                                                                   if j.name in args.only])
     work, out = tmp_path / "work", tmp_path / "out"
     common = ["--budget", "22", "--reserve", "3", "--only", "fsha", "--work", str(work), "--out", str(out)]
-    assert acceptance.main(common + ["--smoke"]) == 0 and (work / "fsha.done").exists()
-    with pytest.raises(SystemExit):  # the smoke run's .done must not count as the real run
+    assert acceptance.main(common + ["--smoke"]) == 0 and records(work) == ["acceptance_fsha"]
+    with pytest.raises(SystemExit):  # the smoke run's record must not count as the real run
         acceptance.main(common)
     assert "holds a smoke call's state" in capsys.readouterr().err
     assert acceptance.main(common + ["--fresh"]) == 0  # a fresh real call runs the job again

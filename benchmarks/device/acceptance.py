@@ -14,17 +14,19 @@ clientside ``benchmarks/clientside_attack_jax.py``, 5,000   target-class rate >=
 unsplit    ``benchmarks/unsplit_speed_jax.py``              10 targets batched < 3x one image     #4
 ========== ================================================ ===================================== =======
 
-They run in groups, one group after the other, the jobs of a group side by side (``--groups``; default
-``unsplit fsha,clientside fsha_dc``): the UnSplit timing first and alone, so that it measures a quiet GPU; then FSHA
-with the light client-side run; FSHA_dc last. Processes on one GPU take turns rather than overlap, so running the
-two FSHA jobs side by side would finish neither sooner, and in this order a short budget still completes #3 first.
+Each job is a cell of the sweep runner (:mod:`splitnn.sweeps`): a Dask task that runs the job's process and returns
+its figures. They run in groups, one group after the other, the jobs of a group side by side on a ``LocalCluster``
+(``--groups``; default ``unsplit fsha,clientside fsha_dc``): the UnSplit timing first and alone, so that it
+measures a quiet GPU; then FSHA with the light client-side run; FSHA_dc last. Processes on one GPU take turns
+rather than overlap, so running the two FSHA jobs side by side would finish neither sooner, and in this order a
+short budget still completes #3 first.
 
 Every training job checkpoints under ``--work`` (``/tmp/splitnn-device``, which lives as long as the machine stays
-warm, 30 s after a call) and stops itself ``--reserve`` seconds before ``--budget`` runs out (its ``--max-seconds`` is set when
-it starts, from what is left); a job still running at the budget is killed, and the groups not started yet are
-reported as not run. A job that completed leaves a ``.done`` marker and is skipped by the next call, so when
-the budget was too short the **same command, called again at once**, continues the unfinished jobs from their
-checkpoints (``--only`` narrows the set).
+warm, 30 s after a call) and stops itself ``--reserve`` seconds before ``--budget`` runs out (its ``--max-seconds``
+is set when it starts, from what is left); a job still running at the budget is killed, and the groups not started
+yet are reported as not run. A job that completed leaves its cell's record in ``--work``/records and is skipped by
+the next call; one stopped or killed at the budget leaves none, so when the budget was too short the **same
+command, called again at once**, continues the unfinished jobs from their checkpoints (``--only`` narrows the set).
 
 What comes back in ``--out`` (the device tool returns at most 8 files): ``summary.txt`` (the table printed at
 the end), ``summary.json`` (per job: status, the figures checked, seconds) and ``acceptance.tar.gz`` (every job's
@@ -32,13 +34,14 @@ log, JSON summary and figures). Exit status: 0 when every selected job completed
 budget (call again), 1 when a job failed.
 
 ``--smoke`` runs the same jobs with tiny budgets: a rehearsal on any machine (CPU included) that checks the whole
-call works, in a Python with JAX, NumPy, matplotlib and Keras but no TensorFlow, before device time is spent. It
-keeps its state in another folder (``/tmp/splitnn-device-smoke``), and a work folder refuses a call of the other
+call works, in a Python with JAX, NumPy, matplotlib, Keras and Dask but no TensorFlow, before device time is spent.
+It keeps its state in another folder (``/tmp/splitnn-device-smoke``), and a work folder refuses a call of the other
 kind, so a rehearsal's tiny runs never count as acceptance runs.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -51,6 +54,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks"
+sys.path[:0] = [p for p in (str(REPO), str(Path(__file__).parent)) if p not in sys.path]  # splitnn; us for Dask
+from splitnn.sweeps import Cell, load_records, open_client, run_sweep  # noqa: E402
+
 JOBS = ("fsha", "fsha_dc", "clientside", "unsplit")
 DEFAULT_GROUPS = "unsplit fsha,clientside fsha_dc"
 EXIT_STOPPED = 3
@@ -64,11 +70,9 @@ class Job:
     out: Path
     target: str
     checkpoint: Path | None = None
-    proc: subprocess.Popen | None = None
     log: Path | None = None
-    started: float = 0.0
+    status: str = "not run"
     seconds: float = 0.0
-    returncode: int | None = None
     result: dict = field(default_factory=dict)
 
 
@@ -199,49 +203,47 @@ def environment_line(env: dict) -> str:
     return out.stdout.strip()
 
 
-def start(job: Job, args, env: dict, deadline: float) -> bool:
-    """Start ``job`` unless an earlier call completed it; returns whether it was started."""
-    job.out.mkdir(parents=True, exist_ok=True)
-    job.log = args.work / f"{job.name}.log"
-    if (args.work / f"{job.name}.done").exists():
-        job.returncode = 0
-        job.result = read_result(job, args.smoke)
-        print(f"[{job.name}] completed in an earlier call: {describe(job)}", flush=True)
-        return False
-    argv = launch_argv(job, deadline - time.perf_counter(), args.reserve)
+class Stopped(Exception):
+    """Stopped at ``--max-seconds`` or killed at the budget: no record, the next call continues the job."""
+
+
+def run_job(cell: dict, jobs: dict, deadline: float, reserve: float, env: dict, smoke: bool) -> dict:
+    """A cell's task (in a Dask worker): the job's process, with ``--max-seconds`` from the time left when it
+    starts, killed at ``deadline`` (``time.time()``). Returns its figures when it completed; raises otherwise."""
+    job = jobs[cell["attack"].removeprefix("acceptance_")]
+    argv = launch_argv(job, deadline - time.time(), reserve)
     with open(job.log, "a") as log:
         log.write(f"\n=== call at {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(argv)}\n")
-    job.started = time.perf_counter()
-    job.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=open(job.log, "a"), stderr=subprocess.STDOUT,
+        log.flush()
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    print(f"[{job.name}] started (issue #{job.issue}: {job.target})", flush=True)
-    return True
+        try:
+            rc = proc.wait(timeout=max(0.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise Stopped("killed") from None
+    if rc == EXIT_STOPPED:
+        raise Stopped("stopped")
+    if rc != 0:
+        raise RuntimeError(f"exit {rc}")
+    return read_result(job, smoke)
 
 
-def wait(running: list[Job], args, deadline: float):
-    """Wait for the started jobs, killing those still running at ``deadline``; record how each ended."""
-    running = list(running)
-    while running:
-        time.sleep(0.5)
-        for job in list(running):
-            rc = job.proc.poll()
-            if rc is None and time.perf_counter() > deadline:
-                os.killpg(job.proc.pid, signal.SIGKILL)
-                job.proc.wait()
-                rc = "killed"
-            if rc is None:
-                continue
-            job.seconds = time.perf_counter() - job.started
-            job.returncode = rc
-            running.remove(job)
-            if rc == 0:
-                (args.work / f"{job.name}.done").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
-            job.result = read_result(job, args.smoke)
-            state = {0: "completed", EXIT_STOPPED: "stopped at its time limit (call again to continue)",
-                     "killed": "killed at the budget (call again to continue)"}.get(rc, f"FAILED (exit {rc})")
-            print(f"[{job.name}] {state} after {job.seconds:.0f} s: {describe(job)}", flush=True)
-            if rc not in (0, EXIT_STOPPED, "killed"):
-                print("".join(job.log.read_text().splitlines(True)[-25:]), flush=True)
+def finish(job: Job, rec: dict, smoke: bool):
+    """Take a job's status, seconds and figures from its cell's record (written, or reported failed)."""
+    err = (rec["errors"] or [{}])[-1]
+    error = err.get("error", "?")
+    if rec["status"] == "ok":
+        job.status, job.seconds, job.result = "complete", rec["cell_seconds"], rec["results"]
+    else:
+        job.status = error.split(": ", 1)[1] if error.startswith("Stopped: ") else "failed"
+        job.seconds, job.result = err.get("seconds") or 0.0, read_result(job, smoke)
+    state = {"complete": "completed", "stopped": "stopped at its time limit (call again to continue)",
+             "killed": "killed at the budget (call again to continue)"}.get(job.status, f"FAILED ({error})")
+    print(f"[{job.name}] {state} after {job.seconds:.0f} s: {describe(job)}", flush=True)
+    if job.status == "failed" and job.log.exists():
+        print("".join(job.log.read_text().splitlines(True)[-25:]), flush=True)
 
 
 def main(argv=None):
@@ -256,8 +258,8 @@ def main(argv=None):
                         f"side (separated by commas); default {DEFAULT_GROUPS!r}")
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "results/device")))
     p.add_argument("--work", type=Path, default=None,
-                   help="checkpoints, logs and per-job outputs, kept while the machine stays warm (default "
-                        "/tmp/splitnn-device, /tmp/splitnn-device-smoke with --smoke)")
+                   help="checkpoints, logs, per-job outputs and the completed jobs' records, kept while the machine "
+                        "stays warm (default /tmp/splitnn-device, /tmp/splitnn-device-smoke with --smoke)")
     p.add_argument("--precision", choices=["default", "high", "highest"], default="default",
                    help="jax_default_matmul_precision for the training jobs (default: the backend's, TF32 on "
                         "recent GPUs, as TensorFlow's GPU default)")
@@ -278,14 +280,14 @@ def main(argv=None):
     if args.work is None:
         args.work = Path("/tmp/splitnn-device-smoke" if args.smoke else "/tmp/splitnn-device")
 
-    t_start = time.perf_counter()
+    t_start = time.time()
     deadline = t_start + args.budget - 10.0  # leave time to pack what exists
     if args.fresh and args.work.exists():
         import shutil
 
         shutil.rmtree(args.work)
     args.work.mkdir(parents=True, exist_ok=True)
-    # a smoke rehearsal's checkpoints and .done markers must never stand in for the real runs (and vice versa)
+    # a smoke rehearsal's checkpoints and records must never stand in for the real runs (and vice versa)
     mode, marker = ("smoke" if args.smoke else "acceptance"), args.work / "MODE"
     if marker.exists() and marker.read_text().strip() != mode:
         p.error(f"{args.work} holds a {marker.read_text().strip()} call's state, not an {mode} one: use another "
@@ -299,24 +301,40 @@ def main(argv=None):
     print(f"acceptance call: jobs {', '.join(args.only)}; budget {args.budget:.0f} s"
           f"{' (SMOKE: tiny budgets, no verdicts)' if args.smoke else ''}; {environment}", flush=True)
     jobs = {job.name: job for job in job_specs(args, args.work)}
-    for group in groups:
-        if time.perf_counter() > deadline - args.reserve:
-            for name in group:
-                print(f"[{name}] not started: the budget is spent (call again)", flush=True)
-            continue
-        running = [job for job in map(jobs.get, group) if start(job, args, env, deadline)]
-        wait(running, args, deadline)
+    records = args.work / "records"
+    done = {rec["id"]: rec for rec in load_records(records)} if records.is_dir() else {}
+    # a job is a cell (the same job in the same mode: the same id and record file) whose task runs it (run_job)
+    cells = {n: Cell(f"acceptance_{n}", "mnist", 0, 0, {"smoke": args.smoke}, {}) for n in jobs}
+    for job in jobs.values():
+        job.out.mkdir(parents=True, exist_ok=True)
+        job.log = args.work / f"{job.name}.log"
+        if cells[job.name].id in done:
+            job.status, job.result = "complete", done[cells[job.name].id]["results"]
+            print(f"[{job.name}] completed in an earlier call: {describe(job)}", flush=True)
+    groups = [g for g in ([n for n in group if jobs[n].status != "complete"] for group in groups) if g]
+    if groups:
+        runner = functools.partial(run_job, jobs=jobs, deadline=deadline, reserve=args.reserve, env=env,
+                                   smoke=args.smoke)
+        by_id = {cells[n].id: jobs[n] for n in jobs}
+        with open_client(workers=max(map(len, groups))) as client:
+            for group in groups:
+                if time.time() > deadline - args.reserve:
+                    for name in group:
+                        print(f"[{name}] not started: the budget is spent (call again)", flush=True)
+                    continue
+                print("\n".join(f"[{n}] started (issue #{jobs[n].issue}: {jobs[n].target})" for n in group), flush=True)
+                run_sweep([cells[n] for n in group], records, client=client, attempts=1, runner=runner, log=None,
+                          progress=False, on_record=lambda rec, _: finish(by_id[rec["id"]], rec, args.smoke))
     jobs = list(jobs.values())
 
     lines = [f"{'job':<11}{'issue':>6}  {'status':<10} {'seconds':>8}  result"]
     summary = {"budget_s": args.budget, "smoke": args.smoke, "environment": environment, "jobs": {}}
     for job in jobs:
-        status = {0: "complete", EXIT_STOPPED: "stopped", "killed": "killed",
-                  None: "not run"}.get(job.returncode, "failed")
-        lines.append(f"{job.name:<11}{'#' + str(job.issue):>6}  {status:<10} {job.seconds:>8.0f}  {describe(job)}")
-        summary["jobs"][job.name] = {"issue": job.issue, "status": status, "seconds": job.seconds,
+        lines.append(f"{job.name:<11}{'#' + str(job.issue):>6}  {job.status:<10} {job.seconds:>8.0f}  "
+                     f"{describe(job)}")
+        summary["jobs"][job.name] = {"issue": job.issue, "status": job.status, "seconds": job.seconds,
                                      "target": job.target, **job.result}
-    lines.append(f"call took {time.perf_counter() - t_start:.0f} s of its {args.budget:.0f} s budget")
+    lines.append(f"call took {time.time() - t_start:.0f} s of its {args.budget:.0f} s budget")
     text = "\n".join(lines)
     print("\n" + text, flush=True)
     (args.out / "summary.txt").write_text(text + "\n")
@@ -328,7 +346,7 @@ def main(argv=None):
             for f in sorted(job.out.glob("*")):
                 if f.suffix in (".json", ".png", ".txt"):
                     tar.add(f, arcname=f"{job.name}/{f.name}")
-    statuses = {summary["jobs"][j.name]["status"] for j in jobs}
+    statuses = {job.status for job in jobs}
     return 1 if "failed" in statuses else EXIT_STOPPED if statuses - {"complete"} else 0
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run HERE (the CPU machine with internet access to PyPI), before the device calls: fills .device/ (git-ignored)
-# with what the lent GPU machine lacks and cannot download: the Keras wheels for its Python 3.12 and the MNIST
-# archives. Carry it with `carry: [".device"]` and start each device command with benchmarks/device/setup.sh.
+# with what the lent GPU machine lacks and cannot download: the Keras and Dask wheels for its Python 3.12 and the
+# MNIST archives. Carry it with `carry: [".device"]` and start each device command with benchmarks/device/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 data="${SPLITNN_DATA_DIR:-../shared/data}"
@@ -10,6 +10,11 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
     -d .device/wheels "keras==3.15.1" namex optree
 cp "$data"/mnist/*-ubyte.gz .device/data/mnist/
+# the sweep runner that acceptance.py runs its jobs on (splitnn.sweeps: Dask distributed), with its dependencies
+# (pure-Python wheels, and binary ones for psutil, msgpack, tornado, pyyaml, markupsafe): about 5 MB
+python3 -m pip download -q --only-binary=:all: --python-version 3.12 \
+    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+    -d .device/wheels "dask==2026.8.0" "distributed==2026.8.0"
 # executing the notebooks there (python -m splitnn.run_notebooks): nbclient and an IPython kernel, with their
 # dependencies, for the same Python; and the other archives the notebooks read (about 30 MB, within the 64 MiB carry)
 python3 -m pip download -q --only-binary=:all: --python-version 3.12 \
