@@ -14,12 +14,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow (unless the user set it)
 
 import argparse  # noqa: E402
-import difflib  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+from splitnn.utils import closest_name  # noqa: E402
 
 ATTACKS = ("reconstruct-lr", "reconstruct-nn", "covert-nn", "backdoor", "targeted", "zero-class", "membership",
            "protocol-lr", "all")
@@ -29,8 +30,8 @@ LABEL = "our reconstruction of the paper's mechanism"
 def check_attack(name: str) -> str:
     if name in ATTACKS:
         return name
-    close = difflib.get_close_matches(name, ATTACKS, n=1, cutoff=0.3)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    close = closest_name(name, ATTACKS, cutoff=0.3)
+    hint = f"; did you mean {close!r}?" if close else ""
     raise ValueError(f"unknown attack {name!r}{hint} (expected one of {', '.join(ATTACKS)})")
 
 

@@ -52,13 +52,13 @@ ORIGINAL_HPARAMS = ('WGAN', 'gradient_penalty', 'style_loss', 'lr_f', 'lr_tilde'
 def check_known_keys(hparams):
     """An unknown key (a misspelt ``gradient_penalty`` would silently turn the penalty off) is a ValueError that
     names the closest valid key; the valid keys are the original's and the package's options."""
-    import difflib
+    from splitnn.utils import closest_name
 
     known = ORIGINAL_HPARAMS + tuple(OPTION_DEFAULTS)
     for key in hparams:
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ''
+            close = closest_name(key, known)
+            hint = f"; did you mean {close!r}?" if close else ''
             raise ValueError(f'unknown hparams key {key!r}{hint} (known: {", ".join(known)})')
 
 

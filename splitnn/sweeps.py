@@ -41,7 +41,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
-import difflib  # noqa: E402
 import functools  # noqa: E402
 import hashlib  # noqa: E402
 import io  # noqa: E402
@@ -57,6 +56,8 @@ import traceback  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from splitnn.utils import closest_name  # noqa: E402
+
 _REPO = Path(__file__).resolve().parent.parent
 FAILED_DIR = "failed"
 
@@ -66,8 +67,8 @@ class SweepError(ValueError):
 
 
 def _closest(name, valid) -> str:
-    match = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    match = closest_name(name, valid, cutoff=0.5)
+    return f" (did you mean {match!r}?)" if match else ""
 
 
 def _canonical_json(obj) -> str:
@@ -652,6 +653,20 @@ def _groups(records, attack, exclude_options=()):
     return [(json.loads(k), recs) for k, recs in sorted(groups.items())]
 
 
+def _split_by(recs, key) -> list:
+    """``[(value, records)]`` of ``recs`` grouped by ``key(record)``, sorted by value, records in their order."""
+    out = {}
+    for rec in recs:
+        out.setdefault(key(rec), []).append(rec)
+    return sorted(out.items(), key=lambda item: item[0])
+
+
+def _markdown(title, header, align, rows, note) -> str:
+    """A bold title, a Markdown table (``align``: one ``---:``-style marker per column) and a note below it."""
+    return "\n".join([f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "|".join(align) + "|",
+                      *("| " + " | ".join(str(c) for c in row) + " |" for row in rows), "", note])
+
+
 def _seeds(recs) -> str:
     return ", ".join(str(s) for s in sorted({r["cell"]["seed"] for r in recs}))
 
@@ -666,16 +681,15 @@ def table2(records) -> list:
 
     out = []
     for group, recs in _groups(records, "unsplit"):
-        for dataset in sorted({r["cell"]["dataset"] for r in recs}):
-            drecs = [r for r in recs if r["cell"]["dataset"] == dataset]
+        for dataset, drecs in _split_by(recs, lambda r: r["cell"]["dataset"]):
             b, o = group["budget"], group["options"]
             paper = PAPER_TABLE2.get(_short(dataset), {})
             full = (b["epochs"] >= 10 and b["main_iters"] >= 1000 and b["input_iters"] >= 100
                     and b["model_iters"] >= 100 and not b["max_train_batches"] and b["n_targets"] >= 10)
             partial = sorted({r["results"]["data"] for r in drecs if r["results"].get("partial")})
             rows = []
-            for depth in sorted({r["cell"]["level"] for r in drecs}):
-                rs = [r["results"] for r in drecs if r["cell"]["level"] == depth]
+            for depth, level_recs in _split_by(drecs, lambda r: r["cell"]["level"]):
+                rs = [r["results"] for r in level_recs]
                 p = paper.get(depth, (float("nan"),) * 3)
                 rows.append(dict(depth=depth, n=len(rs), mse_before=stats(r["mse_before"] for r in rs),
                                  mse_after=stats(r["mse_after"] for r in rs),
@@ -691,21 +705,18 @@ def table2(records) -> list:
                      f"seeds {_seeds(drecs)}; mean ± sample sd over seeds")
             if partial:
                 title += f" -- PARTIAL DATA: {'; '.join(partial)}"
-            lines = [f"**{title}**", "",
-                     "| depth | seeds | MSE before | paper | MSE after | paper | mean-image MSE | clone acc. % "
-                     "(intended) | paper | repo_literal % | target acc. % |",
-                     "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-            for r in rows:
-                lines.append(f"| {r['depth']} | {r['n']} | {_pm(r['mse_before'])} | {_num(r['paper_before'])} | "
-                             f"{_pm(r['mse_after'])} | {_num(r['paper_after'])} | {_pm(r['baseline'])} | "
-                             f"{_pm(r['clone'], 2)} | {_num(r['paper_clone'], 2)} | {_pm(r['repo_literal'], 2)} | "
-                             f"{_pm(r['target_acc'], 2)} |")
             pm = PAPER_MEANS.get(_short(dataset))
-            lines += ["", "MSE on the [0, 1] scale. Trivial baselines: the mean-image MSE (answering the mean "
-                      "training image for every target) and chance accuracy, 10%."
-                      + (f" Paper, §5.2: mean MSE before {pm[1]}, after {pm[0]}, clone accuracy over depths 1-3 "
-                         f"{pm[2]}%; original model accuracy {PAPER_REF_ACC[_short(dataset)]}%." if pm else "")]
-            out.append((f"table2_{dataset}", "\n".join(lines), rows, group))
+            note = ("MSE on the [0, 1] scale. Trivial baselines: the mean-image MSE (answering the mean training "
+                    "image for every target) and chance accuracy, 10%."
+                    + (f" Paper, §5.2: mean MSE before {pm[1]}, after {pm[0]}, clone accuracy over depths 1-3 "
+                       f"{pm[2]}%; original model accuracy {PAPER_REF_ACC[_short(dataset)]}%." if pm else ""))
+            table = _markdown(
+                title, ["depth", "seeds", "MSE before", "paper", "MSE after", "paper", "mean-image MSE",
+                        "clone acc. % (intended)", "paper", "repo_literal %", "target acc. %"], ["---:"] * 11,
+                [[r["depth"], r["n"], _pm(r["mse_before"]), _num(r["paper_before"]), _pm(r["mse_after"]),
+                  _num(r["paper_after"]), _pm(r["baseline"]), _pm(r["clone"], 2), _num(r["paper_clone"], 2),
+                  _pm(r["repo_literal"], 2), _pm(r["target_acc"], 2)] for r in rows], note)
+            out.append((f"table2_{dataset}", table, rows, group))
     return out
 
 
@@ -713,23 +724,21 @@ def table3(records) -> list:
     out = []
     for group, recs in _groups(records, "unsplit_labels", exclude_options=("observed_param",)):
         rows = []
-        keys = sorted({(r["cell"]["dataset"], r["cell"]["level"], r["cell"]["options"]["observed_param"])
-                       for r in recs})
-        for dataset, depth, observed in keys:
-            rs = [r["results"] for r in recs if (r["cell"]["dataset"], r["cell"]["level"],
-                                                 r["cell"]["options"]["observed_param"]) == (dataset, depth, observed)]
+        key = lambda r: (r["cell"]["dataset"], r["cell"]["level"], r["cell"]["options"]["observed_param"])  # noqa: E731
+        for (dataset, depth, observed), setting_recs in _split_by(recs, key):
+            rs = [r["results"] for r in setting_recs]
             rows.append(dict(dataset=dataset, depth=depth, observed=observed, n=len(rs),
                              accuracy=stats(r["accuracy"] for r in rs), count=rs[0]["count"], paper=rs[0]["paper"]))
         title = (f"Table 3 (label inference accuracy %, {group['budget']['count']} samples per seed; seeds "
                  f"{_seeds(recs)}; mean ± sample sd over seeds)")
-        lines = [f"**{title}**", "", "| dataset | client depth | observed gradient | seeds | accuracy % | paper |",
-                 "|---|---:|---|---:|---:|---:|"]
-        for r in rows:
-            lines.append(f"| {r['dataset']} | {r['depth']} | {r['observed']} | {r['n']} | {_pm(r['accuracy'], 1)} | "
-                         f"{_num(r['paper'], 1)} |")
-        lines += ["", "Chance: 10%. The depth-2 rows differ only in which client gradient the attacker observes "
-                  "(the paper does not say)."]
-        out.append(("table3", "\n".join(lines), rows, group))
+        table = _markdown(
+            title, ["dataset", "client depth", "observed gradient", "seeds", "accuracy %", "paper"],
+            ["---", "---:", "---", "---:", "---:", "---:"],
+            [[r["dataset"], r["depth"], r["observed"], r["n"], _pm(r["accuracy"], 1), _num(r["paper"], 1)]
+             for r in rows],
+            "Chance: 10%. The depth-2 rows differ only in which client gradient the attacker observes (the paper "
+            "does not say).")
+        out.append(("table3", table, rows, group))
     return out
 
 
@@ -738,8 +747,7 @@ def fsha_table(records) -> list:
     for group, recs in _groups(records, "fsha"):
         b, o = group["budget"], group["options"]
         rows = []
-        for dataset, level in sorted({(r["cell"]["dataset"], r["cell"]["level"]) for r in recs}):
-            rs = [r for r in recs if (r["cell"]["dataset"], r["cell"]["level"]) == (dataset, level)]
+        for (dataset, level), rs in _split_by(recs, lambda r: (r["cell"]["dataset"], r["cell"]["level"])):
             res = [r["results"] for r in rs]
             rows.append(dict(dataset=dataset, level=level, n=len(rs), z_shape=res[0]["z_shape"],
                              final=stats(x["final_validation"] for x in res), held=stats(x["heldout_mse"] for x in res),
@@ -749,15 +757,15 @@ def fsha_table(records) -> list:
                  f"{o['architecture']}, hparams {o['hparams']}, {b['n_heldout']} held-out private images"
                  f"{', client trains on ' + str(b['private_size']) + ' images' if b['private_size'] else ''}; seeds "
                  f"{_seeds(recs)}; mean ± sample sd over seeds")
-        lines = [f"**{title}**", "", "| dataset | level | smashed | seeds | final validation | held-out MSE | s/step |",
-                 "|---|---:|---|---:|---:|---:|---:|"]
-        for r in rows:
-            lines.append(f"| {r['dataset']} | {r['level']} | {'x'.join(map(str, r['z_shape']))} | {r['n']} | "
-                         f"{_pm(r['final'])} | {_pm(r['held'])} | {_pm(r['step_s'], 3)} |")
-        lines += ["", "MSE on the [-1, 1] scale (the original's): validation = the running mean printed by the "
-                  "attack; held-out = scoreAttack on private images the client never trained on. The original "
-                  "notebooks end at 0.019-0.027 (level 4, MNIST, 10,000 iterations); s/step includes tracing."]
-        out.append(("fsha_levels", "\n".join(lines), rows, group))
+        table = _markdown(
+            title, ["dataset", "level", "smashed", "seeds", "final validation", "held-out MSE", "s/step"],
+            ["---", "---:", "---", "---:", "---:", "---:", "---:"],
+            [[r["dataset"], r["level"], "x".join(map(str, r["z_shape"])), r["n"], _pm(r["final"]), _pm(r["held"]),
+              _pm(r["step_s"], 3)] for r in rows],
+            "MSE on the [-1, 1] scale (the original's): validation = the running mean printed by the attack; "
+            "held-out = scoreAttack on private images the client never trained on. The original notebooks end at "
+            "0.019-0.027 (level 4, MNIST, 10,000 iterations); s/step includes tracing.")
+        out.append(("fsha_levels", table, rows, group))
     return out
 
 
@@ -766,22 +774,21 @@ def nopeek_table(records) -> list:
     for group, recs in _groups(records, "nopeek"):
         b = group["budget"]
         rows = []
-        for alpha in sorted({float(r["cell"]["level"]) for r in recs}):
-            res = [r["results"] for r in recs if float(r["cell"]["level"]) == alpha]
+        for alpha, alpha_recs in _split_by(recs, lambda r: float(r["cell"]["level"])):
+            res = [r["results"] for r in alpha_recs]
             rows.append(dict(alpha=alpha, n=len(res), accuracy=stats(x["accuracy"] for x in res),
                              dcor=stats(x["dcor"] for x in res), mse=stats(x["inversion_mse"] for x in res),
                              baseline=stats(x["baseline_mse"] for x in res)))
         title = (f"NoPeek trade-off (MNIST): {b['train_size']} training images x {b['epochs']} epoch(s), batch "
                  f"{b['batch_size']}, decoder {b['decoder_epochs']} epoch(s); seeds {_seeds(recs)}; mean ± "
                  f"sample sd over seeds")
-        lines = [f"**{title}**", "", "| alpha1 | seeds | accuracy | dCor (held-out) | inversion MSE | baseline MSE |",
-                 "|---:|---:|---:|---:|---:|---:|"]
-        for r in rows:
-            lines.append(f"| {r['alpha']:g} | {r['n']} | {_pm(r['accuracy'])} | {_pm(r['dcor'])} | {_pm(r['mse'])} "
-                         f"| {_pm(r['baseline'])} |")
-        lines += ["", "Inversion MSE on [0, 1] by a decoder the server trains on public images; baseline = always "
-                  "the public mean image (no information)."]
-        out.append(("nopeek_tradeoff", "\n".join(lines), rows, group))
+        table = _markdown(
+            title, ["alpha1", "seeds", "accuracy", "dCor (held-out)", "inversion MSE", "baseline MSE"], ["---:"] * 6,
+            [[f"{r['alpha']:g}", r["n"], _pm(r["accuracy"]), _pm(r["dcor"]), _pm(r["mse"]), _pm(r["baseline"])]
+             for r in rows],
+            "Inversion MSE on [0, 1] by a decoder the server trains on public images; baseline = always the public "
+            "mean image (no information).")
+        out.append(("nopeek_tradeoff", table, rows, group))
     return out
 
 

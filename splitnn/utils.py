@@ -4,6 +4,15 @@ from __future__ import annotations
 import numpy as np
 
 
+def closest_name(name, valid, cutoff: float = 0.6):
+    """The valid name closest to a misspelt ``name`` (difflib's ratio at least ``cutoff``), or None: for the
+    "did you mean ...?" hint of an error message."""
+    import difflib
+
+    match = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=cutoff)
+    return match[0] if match else None
+
+
 def feature_shape(model_or_shape) -> tuple:
     """Per-sample output shape of a Keras model (batch axis dropped), or a shape given directly."""
     shape = getattr(model_or_shape, "output_shape", model_or_shape)
