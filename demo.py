@@ -8,6 +8,8 @@
    split depth 2), after training the target model; reduced schedule by default, ``--full`` the paper's.
 
 Errors are MSE: FSHA's on the [-1, 1] pixel scale, UnSplit's on [0, 1] (the same error is 4x larger on [-1, 1]).
+Each is printed next to two trivial baselines on the same images and scale: the MSE of the all-black image and of
+the training images' mean; an attack not below both recovered nothing image-specific.
 
     python demo.py [--out results/demo] [--full] [--tiny] [--skip-fsha] [--skip-unsplit]
 """
@@ -31,6 +33,14 @@ class DemoResult:
     fsha_mse_before: float | None = None
     fsha_mse_after: float | None = None
     unsplit_mse: list | None = None
+    # trivial baselines on the attack's own images and scale: FSHA's on [-1, 1] (black = -1 everywhere), UnSplit's
+    # on [0, 1] (black = 0); mean image = the mean of the (private) training images on that scale
+    fsha_black_mse: float | None = None
+    fsha_mean_image_mse: float | None = None
+    unsplit_black_mse: float | None = None
+    unsplit_mean_image_mse: float | None = None
+    unsplit_psnr: float | None = None   # dB, mean over the targets, on [0, 1]
+    unsplit_ssim: float | None = None
     figures: list = dataclasses.field(default_factory=list)  # absolute paths
     seconds: float = 0.0
 
@@ -46,11 +56,14 @@ def run_fsha(out: Path, iterations: int, full: bool, held_out: int, seed: int, r
     from splitnn.utils import set_seed
 
     set_seed(seed)  # before the streams and networks exist, so data order and weights repeat
+    from unsplit_tf.diagnostics import reconstruction_report
+
     raw = load_raw("mnist")
     # Private images the attack never trains on, to score it honestly (Xpriv is the train split).
-    evaluation = datasets.make_dataset(datasets.preprocess(raw.x_train[:held_out]), raw.y_train[:held_out],
-                                       shuffle=False)
-    xpriv = datasets.make_dataset(datasets.preprocess(raw.x_train[held_out:]), raw.y_train[held_out:])
+    held_images = datasets.preprocess(raw.x_train[:held_out])
+    priv_images = datasets.preprocess(raw.x_train[held_out:])
+    evaluation = datasets.make_dataset(held_images, raw.y_train[:held_out], shuffle=False)
+    xpriv = datasets.make_dataset(priv_images, raw.y_train[held_out:])
     xpub = datasets.make_dataset(datasets.preprocess(raw.x_test), raw.y_test)
     if full:
         attack = FSHA(xpriv, xpub, 3, 64, REFERENCE_HPARAMS, architecture="notebook", seed=seed)
@@ -59,6 +72,12 @@ def run_fsha(out: Path, iterations: int, full: bool, held_out: int, seed: int, r
         attack = FSHA(xpriv, xpub, 3, 32, FAST_HPARAMS, seed=seed, **architectures.small_networks())
         what = "small CPU networks (architectures.small_networks), batch 32, lr 3e-4/1e-3/1e-3, GP 500"
     print(f"\n== FSHA on MNIST: {what}, {iterations} iterations")
+    # scoreAttack scores the held-out images in order, in whole batches: the baselines use exactly those images
+    scored = held_images[:(held_out // attack.batch_size) * attack.batch_size]
+    base = reconstruction_report(None, scored, priv_images.mean(axis=0, dtype=np.float64), value_range=(-1.0, 1.0))
+    del priv_images
+    result.fsha_black_mse = float(np.mean(base.black))
+    result.fsha_mean_image_mse = float(np.mean(base.mean_image))
     batch = min(64, held_out)
     result.fsha_mse_before = attack.scoreAttack(evaluation, progress_bar=False)
     start = time.time()
@@ -68,6 +87,9 @@ def run_fsha(out: Path, iterations: int, full: bool, held_out: int, seed: int, r
     print(f"FSHA reconstruction MSE on {held_out} held-out private images ([-1, 1] scale): "
           f"{result.fsha_mse_before:.4f} before the attack -> {result.fsha_mse_after:.4f} after "
           f"({iterations / seconds:.1f} steps/s)")
+    print(f"FSHA baselines on the same {len(scored)} held-out images (MSE on [-1, 1], FSHA's scale; all-black = -1 "
+          f"everywhere): all-black image {result.fsha_black_mse:.4f}, private-training mean image "
+          f"{result.fsha_mean_image_mse:.4f}")
     originals = datasets.getImagesDS(evaluation, min(10, batch))
     reconstructions, control = attack.attack(originals)
     path = save_image_grid([originals, reconstructions, control], out / "fsha_mnist.png",
@@ -92,8 +114,15 @@ def run_unsplit(out: Path, full: bool, tiny: bool, seed: int, result: DemoResult
     demo = run_inversion_demo("mnist", 2, results_dir=out / "unsplit", seed=seed, **budget)
     result.unsplit_mse = [float(v) for v in demo.mse]
     result.figures.append(Path(demo.files[-1]).resolve())
+    rep = demo.report
+    result.unsplit_black_mse = float(np.mean(rep.black))
+    result.unsplit_mean_image_mse = float(np.mean(rep.mean_image))
+    result.unsplit_psnr, result.unsplit_ssim = float(np.mean(rep.psnr)), float(np.mean(rep.ssim))
     print(f"UnSplit average MSE over the 10 targets ([0, 1] scale): {np.mean(demo.mse):.4f} "
           f"(paper, Table 2, depth 2 after training, full schedule: 0.056)")
+    print(f"UnSplit baselines on the same {len(demo.mse)} targets (MSE on [0, 1], all-black = 0): all-black image "
+          f"{result.unsplit_black_mse:.4f}, training-mean image {result.unsplit_mean_image_mse:.4f}; reconstructions: "
+          f"PSNR {result.unsplit_psnr:.2f} dB, SSIM {result.unsplit_ssim:.3f}")
 
 
 def main(argv=None) -> DemoResult:

@@ -8,7 +8,10 @@ inference at client depth 1 and 2), printed next to the paper's numbers.
 Anything below the paper's budget is labelled REDUCED BUDGET in the output. The TV weight schedule and TV form are
 the original code's by default (lambda_TV 0.1 at every depth; squared, anisotropic, mean-normalised TV), as in the
 demo; ``--tv-schedule paper`` selects the paper's 0.1 for depths 1-3 and 1.0 deeper, ``--tv-form paper`` the
-paper's isotropic TV. Every table's header states the schedule and form that produced it. The protocol (shared
+paper's isotropic TV. Every table's header states the schedule and form that produced it. Next to the MSE (on
+[0, 1]) every Table 2 row prints the trivial baselines on the same targets ("black": the MSE of the all-black image;
+"mean image": that of the training set's mean image) and the PSNR (dB) and SSIM after training; the JSON rows carry
+them as ``black``, ``mean_image``, ``psnr_after`` and ``ssim_after``. The protocol (shared
 training across depths, fresh clone carried across the 10 first-of-class targets) is described in
 :mod:`unsplit_tf.experiments`. With ``--json PATH`` the numbers are also written there (its absolute path is
 printed).

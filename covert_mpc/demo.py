@@ -43,6 +43,9 @@ def parse(argv=None):
     p.add_argument("--n-test", type=int, default=1000, help="MNIST test images (default 1000)")
     p.add_argument("--scale", type=float, default=None,
                    help="C for reconstruct-lr / protocol-lr (default 1e6), delta for the NN attacks (default 1e9)")
+    p.add_argument("--mechanism", choices=("shift", "scale"), default="shift",
+                   help="reconstruct-lr: 'shift' (default: the target's output error shifted by -C, the protocol's "
+                        "additive form of gradient scaling) or 'scale' (loss weight C, the plaintext idealisation)")
     p.add_argument("--arithmetic", choices=("ideal", "fixed"), default="ideal")
     p.add_argument("--k", type=int, default=64, help="ring bits (fixed-point mode and protocol)")
     p.add_argument("--f", type=int, default=16, help="fractional bits")
@@ -117,8 +120,8 @@ def run(args) -> list:
     for name in todo:
         if name == "reconstruct-lr":
             C = args.scale or 1e6
-            r = attacks.reconstruct_lr(data, cfg, C=C)
-            print(f"reconstruct-lr  C={C:g}: max pixel error per target {_fmt(r.max_error)}"
+            r = attacks.reconstruct_lr(data, cfg, C=C, mechanism=args.mechanism)
+            print(f"reconstruct-lr  C={C:g} ({args.mechanism}): max pixel error per target {_fmt(r.max_error)}"
                   f"; clean accuracy honest {r.accuracy_honest:.3f}, attacked {r.accuracy_attacked.mean():.3f}")
             files.append(_save_recon(r, out / "fig2_lr_reconstruction.png", f"softmax regression, C={C:g}"))
         elif name in ("reconstruct-nn", "covert-nn"):

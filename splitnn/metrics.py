@@ -37,3 +37,33 @@ def rescale(x, from_range=(-1.0, 1.0), to_range=(0.0, 1.0)) -> np.ndarray:
     lo, hi = from_range
     nlo, nhi = to_range
     return (np.asarray(x, np.float64) - lo) / (hi - lo) * (nhi - nlo) + nlo
+
+
+def ssim(a, b, data_range: float) -> np.ndarray:
+    """Per-image structural similarity (Wang et al. 2004) of image batches [N, H, W, C], as He et al. (ACSAC 2019)
+    report next to PSNR; scikit-image's ``structural_similarity`` with its defaults (7x7 uniform window), channels
+    averaged. ``data_range`` as for :func:`psnr`."""
+    from skimage.metrics import structural_similarity
+
+    a, b = _pair(a, b)
+    if a.ndim != 4:
+        raise ValueError(f"ssim expects image batches [N, H, W, C], got shape {a.shape}")
+    return np.array([structural_similarity(x, y, data_range=data_range, channel_axis=-1) for x, y in zip(a, b)])
+
+
+def trivial_baselines(targets, train_mean, black: float = 0.0) -> dict:
+    """The per-image MSE of two answers that use no attack at all: the all-black image (every pixel ``black``: 0 on
+    [0, 1], -1 on [-1, 1]) and the training set's mean image. An inversion whose error is not below both has
+    recovered nothing image-specific. Values on the targets' scale."""
+    t = np.asarray(targets, np.float64)
+    m = np.asarray(train_mean, np.float64)
+    if m.shape != t.shape[1:]:
+        raise ValueError(f"train_mean must have one image's shape {t.shape[1:]}, got {m.shape}")
+    return dict(black=mse_per_image(t, np.full_like(t, float(black))),
+                mean_image=mse_per_image(t, np.broadcast_to(m, t.shape)))
+
+
+def image_scores(x_hat, targets, data_range: float = 1.0) -> dict:
+    """Per-image MSE, PSNR (dB) and SSIM of reconstructions against their targets, on one pixel scale."""
+    return dict(mse=mse_per_image(x_hat, targets), psnr=psnr(x_hat, targets, data_range),
+                ssim=ssim(x_hat, targets, data_range))

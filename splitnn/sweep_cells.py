@@ -108,33 +108,45 @@ def own_python_random():
 
 
 def unsplit_table2(dataset, depth, seed, budget, options) -> dict:
-    """Table 2 at one depth: the MSE before and after training, the clone's accuracy, and the trivial
-    baseline (the MSE of answering the mean training image for every target)."""
+    """Table 2 at one depth: the MSE before and after training, PSNR and SSIM, the clone's accuracy, and the
+    trivial baselines (the MSE of answering the all-black image or the mean training image for every target)."""
     import numpy as np
 
     from splitnn.data import load_unsplit
+    from splitnn.metrics import image_scores, trivial_baselines
     from unsplit_tf.experiments import run_depth_sweep
 
     sweep = run_depth_sweep(dataset, depths=(int(depth),), epochs=budget["epochs"], main_iters=budget["main_iters"],
                             input_iters=budget["input_iters"], model_iters=budget["model_iters"],
                             tv_schedule=options["tv_schedule"], max_train_batches=budget["max_train_batches"],
                             attack_every_epoch=False, n_targets=budget["n_targets"], batched=options["batched"],
-                            share_training=True, seed=seed, printer=None)
+                            share_training=True, seed=seed, printer=None, lambda_l2=float(options["lambda_l2"]))
     before = sweep.get(int(depth), 0)
     after = sweep.get(int(depth), sweep.epochs) if sweep.epochs > 0 else None
     mean_image = load_unsplit(dataset).x_train.mean(axis=0, dtype=np.float64)
-    t = sweep.targets.astype(np.float64)
-    baseline = float(((t - mean_image) ** 2).reshape(len(t), -1).mean(axis=1).mean())
+    baselines = trivial_baselines(sweep.targets, mean_image)
+    scores = {name: image_scores(r.x_eval, sweep.targets) for name, r in (("before", before), ("after", after)) if r}
     nan = float("nan")
+
+    def per(name, key):
+        return [float(v) for v in scores[name][key]] if name in scores else []
+
+    def avg(name, key):
+        return float(np.mean(scores[name][key])) if name in scores else nan
+
     return dict(
         table="unsplit_table2", dataset=sweep.dataset, depth=int(depth),
         mse_before=before.mean_mse, mse_after=after.mean_mse if after else nan,
         mse_before_per_target=[float(v) for v in before.mse],
         mse_after_per_target=[float(v) for v in after.mse] if after else [],
+        psnr_before=avg("before", "psnr"), psnr_after=avg("after", "psnr"),
+        ssim_before=avg("before", "ssim"), ssim_after=avg("after", "ssim"),
+        ssim_before_per_target=per("before", "ssim"), ssim_after_per_target=per("after", "ssim"),
         clone_intended=float(after.clone_intended_full) if after else nan,
         clone_repo_literal=float(after.clone_repo_literal_full) if after else nan,
         target_acc=float(after.target_acc_full) if after else nan,
-        baseline_mean_image_mse=baseline, chance_accuracy=10.0,
+        baseline_mean_image_mse=float(baselines["mean_image"].mean()),
+        baseline_black_mse=float(baselines["black"].mean()), chance_accuracy=10.0,
         partial=bool(sweep.partial), data=sweep.description, sweep_seconds=sweep.seconds)
 
 

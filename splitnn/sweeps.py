@@ -156,7 +156,7 @@ GRIDS = {
         ("mnist", "fashion_mnist", "cifar10"), "depth", int,
         budget=dict(epochs=10, main_iters=1000, input_iters=100, model_iters=100, max_train_batches=None,
                     n_targets=10),
-        options=dict(tv_schedule="code", batched=False), nullable=("max_train_batches",)),
+        options=dict(tv_schedule="code", lambda_l2=1.0, batched=False), nullable=("max_train_batches",)),
     "table3": GridSpec(
         "table3", "unsplit_labels", "UnSplit Table 3: label inference accuracy per client depth",
         ("mnist", "fashion_mnist", "cifar10"), "client depth", int,
@@ -212,6 +212,10 @@ def _check_options(spec: GridSpec, options: dict) -> dict:
             raise SweepError(f"option tv_schedule must be 'paper', 'code' or a number, got {tv!r}")
         if not isinstance(out["batched"], bool):
             raise SweepError(f"option batched must be true or false, got {out['batched']!r}")
+        l2 = out["lambda_l2"]
+        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 >= 0:
+            raise SweepError(f"option lambda_l2 must be a number >= 0 (0 is the paper's eq. 1), got {l2!r}")
+        out["lambda_l2"] = float(l2)  # 0 and 0.0 name the same cell
     if spec.attack == "fsha":
         from splitnn.sweep_cells import FSHA_REFERENCE_HPARAMS
 
@@ -697,24 +701,31 @@ def table2(records) -> list:
                                  repo_literal=stats(r["clone_repo_literal"] for r in rs),
                                  target_acc=stats(r["target_acc"] for r in rs),
                                  baseline=stats(r["baseline_mean_image_mse"] for r in rs),
+                                 black=stats(r.get("baseline_black_mse", float("nan")) for r in rs),
+                                 ssim_after=stats(r.get("ssim_after", float("nan")) for r in rs),
+                                 psnr_after=stats(r.get("psnr_after", float("nan")) for r in rs),
                                  paper_before=p[0], paper_after=p[1], paper_clone=p[2]))
             title = (f"{'' if full else 'REDUCED BUDGET '}Table 2, {dataset}: {b['epochs']} epoch(s)"
                      f"{' x ' + str(b['max_train_batches']) + ' batches' if b['max_train_batches'] else ''}, "
                      f"{b['main_iters']} x ({b['input_iters']} + {b['model_iters']}) steps, {b['n_targets']} "
-                     f"targets, TV schedule {o['tv_schedule']}, {'batched' if o['batched'] else 'carried clone'}; "
+                     f"targets, TV schedule {o['tv_schedule']}, lambda_l2 {o.get('lambda_l2', 1.0):g}, "
+                     f"{'batched' if o['batched'] else 'carried clone'}; "
                      f"seeds {_seeds(drecs)}; mean ± sample sd over seeds")
             if partial:
                 title += f" -- PARTIAL DATA: {'; '.join(partial)}"
             pm = PAPER_MEANS.get(_short(dataset))
-            note = ("MSE on the [0, 1] scale. Trivial baselines: the mean-image MSE (answering the mean training "
-                    "image for every target) and chance accuracy, 10%."
+            note = ("MSE on the [0, 1] scale; PSNR (dB) and SSIM after training. Trivial baselines: the black-image "
+                    "and mean-image MSE (answering the all-black or the mean training image for every target) and "
+                    "chance accuracy, 10%."
                     + (f" Paper, §5.2: mean MSE before {pm[1]}, after {pm[0]}, clone accuracy over depths 1-3 "
                        f"{pm[2]}%; original model accuracy {PAPER_REF_ACC[_short(dataset)]}%." if pm else ""))
             table = _markdown(
-                title, ["depth", "seeds", "MSE before", "paper", "MSE after", "paper", "mean-image MSE",
-                        "clone acc. % (intended)", "paper", "repo_literal %", "target acc. %"], ["---:"] * 11,
+                title, ["depth", "seeds", "MSE before", "paper", "MSE after", "paper", "black-image MSE",
+                        "mean-image MSE", "PSNR after", "SSIM after", "clone acc. % (intended)", "paper",
+                        "repo_literal %", "target acc. %"], ["---:"] * 14,
                 [[r["depth"], r["n"], _pm(r["mse_before"]), _num(r["paper_before"]), _pm(r["mse_after"]),
-                  _num(r["paper_after"]), _pm(r["baseline"]), _pm(r["clone"], 2), _num(r["paper_clone"], 2),
+                  _num(r["paper_after"]), _pm(r["black"]), _pm(r["baseline"]), _pm(r["psnr_after"], 2),
+                  _pm(r["ssim_after"], 3), _pm(r["clone"], 2), _num(r["paper_clone"], 2),
                   _pm(r["repo_literal"], 2), _pm(r["target_acc"], 2)] for r in rows], note)
             out.append((f"table2_{dataset}", table, rows, group))
     return out

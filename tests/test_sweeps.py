@@ -182,6 +182,10 @@ def test_unknown_names_fail_early_with_the_closest_valid_one(capsys, monkeypatch
         make_grid("table2", datasets=["mnist"], levels=[7])
     with pytest.raises(SweepError, match="budget epochs must be an integer"):
         make_grid("table2", budget={"epochs": "ten"})
+    with pytest.raises(SweepError, match="lambda_l2 must be a number >= 0"):
+        make_grid("table2", options={"lambda_l2": -1})
+    # the paper's eq. 1 (no l2 prior): 0 and 0.0 name the same cell
+    assert make_grid("table2", options={"lambda_l2": 0})[0].id == make_grid("table2", options={"lambda_l2": 0.0})[0].id
     assert sweeps.main(["run", "fsha_level", "--results", "unused"]) == 2
     assert "did you mean 'fsha_levels'" in capsys.readouterr().err
     assert sweeps.main(["run", "table2", "--budget", "n_target=3", "--results", "unused"]) == 2
@@ -221,9 +225,10 @@ def record(attack, dataset, level, seed, results, budget=None, options=None):
     return {"id": cell.id, "cell": cell.to_dict(), "status": "ok", "results": results}
 
 
-def t2(before, after, clone, baseline=0.07):
+def t2(before, after, clone, baseline=0.07, ssim=0.5):
     return dict(mse_before=before, mse_after=after, clone_intended=clone, clone_repo_literal=clone - 1,
-                target_acc=98.0, baseline_mean_image_mse=baseline, partial=False, data="MNIST")
+                target_acc=98.0, baseline_mean_image_mse=baseline, baseline_black_mse=0.11,
+                psnr_after=10.0 + clone / 10, ssim_after=ssim, partial=False, data="MNIST")
 
 
 def test_report_equals_hand_computation(tmp_path):
@@ -244,9 +249,11 @@ def test_report_equals_hand_computation(tmp_path):
     text, written = sweeps.report(tmp_path)
     # Table 2, depth 1: MSE before 0.1, 0.2, 0.3 -> mean 0.2, sample sd 0.1; after 0.05/0.07/0.09 -> 0.07 ± 0.02;
     # clone 90/92/94 -> 92 ± 2; paper (Table 2, MNIST, depth 1): 0.077, 0.054, 97.45
-    assert ("| 1 | 3 | 0.2000 ± 0.1000 | 0.077 | 0.0700 ± 0.0200 | 0.054 | 0.0700 ± 0.0000 | 92.00 ± 2.00 | "
-            "97.45 | 91.00 ± 2.00 | 98.00 ± 0.00 |") in text
-    assert "| 2 | 1 | 0.5000 | 0.084 | 0.2500 | 0.056 | 0.0700 | 50.00 | 95.69 | 49.00 | 98.00 |" in text
+    # black 0.11 and mean image 0.07 (sd 0); PSNR 10 + clone / 10 -> 19.2 ± 0.2; SSIM 0.5 (sd 0)
+    assert ("| 1 | 3 | 0.2000 ± 0.1000 | 0.077 | 0.0700 ± 0.0200 | 0.054 | 0.1100 ± 0.0000 | 0.0700 ± 0.0000 | "
+            "19.20 ± 0.20 | 0.500 ± 0.000 | 92.00 ± 2.00 | 97.45 | 91.00 ± 2.00 | 98.00 ± 0.00 |") in text
+    assert ("| 2 | 1 | 0.5000 | 0.084 | 0.2500 | 0.056 | 0.1100 | 0.0700 | 15.00 | 0.500 | 50.00 | 95.69 | 49.00 | "
+            "98.00 |") in text
     assert text.count("Table 2, mnist") == 2 and "| 1 | 1 | 0.9000 |" in text  # the other budget apart
     # NoPeek alpha 5: accuracy (0.90, 0.94) -> 0.92 ± 0.0283 (sd = 0.04 / sqrt 2); dCor 0.6 ± 0.1414
     assert "| 5 | 2 | 0.9200 ± 0.0283 | 0.6000 ± 0.1414 | 0.0450 ± 0.0071 | 0.1000 ± 0.0000 |" in text

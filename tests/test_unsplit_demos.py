@@ -126,6 +126,20 @@ def test_tiny_inversion_demo_end_to_end(tmp_path, monkeypatch):
     targets = sdata.load_unsplit("mnist").x_test[r.target_indices].astype(np.float64)
     np.testing.assert_allclose(r.mse, np.mean((r.inversion.x_eval - targets) ** 2, axis=(1, 2, 3)), rtol=1e-6)
     assert abs(r.average_mse - np.mean(r.mse)) < 1e-12 and f"Average MSE: {r.average_mse}" in text
+    # next to them, the trivial baselines on the same targets and scale ([0, 1]: black is 0) and PSNR / SSIM
+    train_mean = sdata.load_unsplit("mnist").x_train.mean(axis=0, dtype=np.float64)
+    black, mean_image = np.mean(targets ** 2, axis=(1, 2, 3)), np.mean((targets - train_mean) ** 2, axis=(1, 2, 3))
+    np.testing.assert_allclose(r.black_mse, black, rtol=1e-9)
+    np.testing.assert_allclose(r.mean_image_mse, mean_image, rtol=1e-9)
+    after = lines[lines.index(f"Average MSE: {r.average_mse}") + 1:]
+    assert after[0] == (f"Baselines on the same 10 targets (MSE on [0, 1]): all-black image {np.mean(black):.4f}, "
+                        f"training-mean image {np.mean(mean_image):.4f}"), after[0]
+    assert after[1] == (f"Reconstruction quality (on [0, 1]): mean PSNR {np.mean(r.report.psnr):.2f} dB, mean SSIM "
+                        f"{np.mean(r.report.ssim):.3f}")
+    np.testing.assert_allclose(r.report.psnr, 10 * np.log10(1 / r.mse), rtol=1e-9)
+    assert lines[lines.index(f"Average MSE: {r.average_mse}") - 1] == (
+        f"\tImage 9 loss: {r.mse[9]}  (black {black[9]:.4f}, mean image {mean_image[9]:.4f}; PSNR "
+        f"{r.report.psnr[9]:.2f} dB, SSIM {r.report.ssim[9]:.3f})")
     # every file written is listed by its absolute path, then the total time
     assert len(r.files) == 11 and all(Path(f).is_absolute() and Path(f).is_file() for f in r.files)
     assert {Path(f).name for f in r.files} == {f"mnist_{i}.png" for i in range(10)} | {
@@ -212,7 +226,11 @@ def test_table2_header_names_the_tv_schedule_and_form(budget, expected):
     table = ex.format_table2(fake_sweep(**budget))
     head = table.splitlines()[0]
     assert head.startswith("Table 2, mnist: 10 epoch(s), 1000 x (100 + 100) steps, ") and expected in head, head
-    assert "| 1 | 0.0500 / 0.077 | 0.1500 / 0.054 | 90.00 / 97.45 | 10.00 | 98.00 |" in table
+    # the MSE columns, then the baselines, PSNR and SSIM (tests/test_unsplit_recovery.py checks their values), then
+    # the clone and target accuracies
+    row = next(line for line in table.splitlines() if line.startswith("| 1 |"))
+    assert row.startswith("| 1 | 0.0500 / 0.077 | 0.1500 / 0.054 | ") and row.count("|") == 11, row
+    assert row.endswith("| 90.00 / 97.45 | 10.00 | 98.00 |"), row
 
 
 def test_tv_defaults_agree_across_entry_points():

@@ -5,8 +5,11 @@ or JAX (``KERAS_BACKEND=jax``). See ``docs`` for the faithful defaults and the o
 Modules mirror the original: :mod:`unsplit_tf.models` (MnistNet, CifarNet), :mod:`unsplit_tf.attacks`
 (``model_inversion_stealing``, ``label_inference``), :mod:`unsplit_tf.util` (TV, l2, targets, test score);
 plus :mod:`unsplit_tf.optim` (PyTorch-exact Adam), :mod:`unsplit_tf.training`, :mod:`unsplit_tf.torch_interop`,
-the two demos, :mod:`unsplit_tf.keras_client` (the attacks against any Keras client) and
-:mod:`unsplit_tf.functional` (an optional im2col forward for MnistNet/CifarNet, TensorFlow only: the CPU fast path).
+the two demos, :mod:`unsplit_tf.keras_client` (the attacks against any Keras client),
+:mod:`unsplit_tf.functional` (an optional im2col forward for MnistNet/CifarNet, TensorFlow only: the CPU fast path),
+the paper's comparisons: :mod:`unsplit_tf.he_attacks` (He et al.'s white-box, black-box and query-free inversions),
+:mod:`unsplit_tf.comparisons` (Fig. 3a, Table 4, Table 5), :mod:`unsplit_tf.fsha_comparison` (Fig. 3b), and
+:mod:`unsplit_tf.diagnostics` (what the inversion recovers: a per-round trace, baselines).
 
 The names below are imported on first access (importing the package loads no backend).
 """
@@ -19,6 +22,9 @@ _EXPORTS = {
     "CifarNet": "models", "MnistNet": "models", "build_model": "models", "TorchAdam": "optim",
     "invert_keras_client": "keras_client", "label_inference_keras": "keras_client",
     "model_inversion_stealing_keras": "keras_client", "observed_gradients": "keras_client",
+    "HeConfig": "he_attacks", "white_box_inversion": "he_attacks", "train_inverse_network": "he_attacks",
+    "black_box_inversion": "he_attacks", "query_free_inversion": "he_attacks",
+    "run_comparison": "comparisons", "trace_inversion": "diagnostics",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -80,6 +80,7 @@ class SweepResult:
     description: str = ""
     partial: bool = False
     seconds: float = 0.0
+    train_mean: np.ndarray | None = None  # the training set's mean image, for the mean-image baseline
 
     def get(self, depth: int, epoch: int) -> DepthResult:
         return next(r for r in self.results if r.depth == depth and r.epoch == epoch)
@@ -184,22 +185,36 @@ def run_depth_sweep(dataset: str, depths=None, *, epochs: int = 10, main_iters: 
         train_split(client, server, data.x_train, data.y_train, split0, epochs=epochs, x_test=None,
                     seed=rng, max_batches=max_train_batches, printer=None, on_epoch_end=after_epoch)
     return SweepResult(name, depths, epochs, results, targets, budget, data.description, bool(data.partial),
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, data.x_train.mean(axis=0, dtype=np.float64))
 
 
 def table2_rows(sweep: SweepResult) -> list:
-    """Rows (depth, mse_before, mse_after, clone_intended, clone_repo_literal, target_acc, paper...)."""
+    """Rows (depth, mse_before, mse_after, black, mean_image, psnr_after, ssim_after, clone_intended,
+    clone_repo_literal, target_acc, paper...). ``black`` and ``mean_image`` are the mean MSE over the sweep's
+    targets of the all-black image and of the training mean image (NaN without ``sweep.train_mean``), on [0, 1];
+    PSNR (dB) and SSIM are those of the estimated inputs after training (NaN without training)."""
+    from unsplit_tf.diagnostics import reconstruction_report
+
     rows = []
     paper = PAPER_TABLE2.get(sweep.dataset, {})
+    targets = np.asarray(sweep.targets, np.float64)
+    train_mean = (np.full(targets.shape[1:], np.nan) if sweep.train_mean is None
+                  else np.asarray(sweep.train_mean, np.float64))
+    base = reconstruction_report(None, targets, train_mean)
+    nan = float("nan")
     for d in sweep.depths:
         before = sweep.get(d, 0)
         after = sweep.get(d, sweep.epochs) if sweep.epochs > 0 else None
-        p = paper.get(d, (float("nan"),) * 3)
+        quality = reconstruction_report(after.x_eval, targets, train_mean) if after is not None else None
+        p = paper.get(d, (nan,) * 3)
         rows.append(dict(depth=d, mse_before=before.mean_mse,
-                         mse_after=after.mean_mse if after else float("nan"),
-                         clone_intended=after.clone_intended_full if after else float("nan"),
-                         clone_repo_literal=after.clone_repo_literal_full if after else float("nan"),
-                         target_acc=after.target_acc_full if after else float("nan"),
+                         mse_after=after.mean_mse if after else nan,
+                         black=float(np.mean(base.black)), mean_image=float(np.mean(base.mean_image)),
+                         psnr_after=float(np.mean(quality.psnr)) if quality else nan,
+                         ssim_after=float(np.mean(quality.ssim)) if quality else nan,
+                         clone_intended=after.clone_intended_full if after else nan,
+                         clone_repo_literal=after.clone_repo_literal_full if after else nan,
+                         target_acc=after.target_acc_full if after else nan,
                          paper_before=p[0], paper_after=p[1], paper_clone=p[2]))
     return rows
 
@@ -229,22 +244,27 @@ def format_table2(sweep: SweepResult) -> str:
             f"{b['main_iters']} x ({b['input_iters']} + {b['model_iters']}) steps, {tv_description(b)}, "
             f"{b['n_targets']} targets, {'batched' if b['batched'] else 'carried clone'}, "
             f"{''.join(f'{k}={v}, ' for k, v in b.get('options', {}).items() if k not in shown)}"
-            f"seed {b['seed']}. MSE on [0, 1]; clone accuracy on the full test split (intended = clone bottom + "
-            f"server top; repo_literal = the original's printed score).")
+            f"seed {b['seed']}. MSE on [0, 1]; trivial baselines on the same targets: black = MSE of the all-black "
+            f"image, mean image = MSE of the training set's mean image (an attack not below both recovered nothing "
+            f"image-specific); PSNR (dB) and SSIM of the estimated inputs after training; clone accuracy on the full "
+            f"test split (intended = clone bottom + server top; repo_literal = the original's printed score).")
     lines = [head,
-             "| depth | MSE before (ours / paper) | MSE after (ours / paper) | clone acc. % intended (ours / paper) "
-             "| repo_literal % | target model acc. % |",
-             "|---:|---:|---:|---:|---:|---:|"]
+             "| depth | MSE before (ours / paper) | MSE after (ours / paper) | black | mean image | PSNR after | "
+             "SSIM after | clone acc. % intended (ours / paper) | repo_literal % | target model acc. % |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['depth']} | {r['mse_before']:.4f} / {r['paper_before']:.3f} | {r['mse_after']:.4f} / "
-                     f"{r['paper_after']:.3f} | {r['clone_intended']:.2f} / {r['paper_clone']:.2f} | "
+                     f"{r['paper_after']:.3f} | {r['black']:.4f} | {r['mean_image']:.4f} | {r['psnr_after']:.2f} | "
+                     f"{r['ssim_after']:.3f} | {r['clone_intended']:.2f} / {r['paper_clone']:.2f} | "
                      f"{r['clone_repo_literal']:.2f} | {r['target_acc']:.2f} |")
     mb = np.mean([r["mse_before"] for r in rows])
     ma = np.mean([r["mse_after"] for r in rows])
     shallow = [r["clone_intended"] for r in rows if r["depth"] <= 3]
     pm = PAPER_MEANS.get(sweep.dataset)
     if pm:
-        lines.append(f"| mean | {mb:.4f} / {pm[1]:.3f} | {ma:.4f} / {pm[0]:.3f} | "
+        lines.append(f"| mean | {mb:.4f} / {pm[1]:.3f} | {ma:.4f} / {pm[0]:.3f} | {rows[0]['black']:.4f} | "
+                     f"{rows[0]['mean_image']:.4f} | {np.mean([r['psnr_after'] for r in rows]):.2f} | "
+                     f"{np.mean([r['ssim_after'] for r in rows]):.3f} | "
                      f"{np.mean(shallow) if shallow else float('nan'):.2f} (d<=3) / {pm[2]:.2f} | | ref "
                      f"{PAPER_REF_ACC[sweep.dataset]:.0f} |")
     return "\n".join(lines)

@@ -7,11 +7,14 @@ average MSE and the clone accuracies, and writes PNGs to ``results/``. Options b
 faithful) shrink the budget or switch variants; budgets that cannot run the attack (no rounds, no input or clone
 steps, no training batches) are refused before any work.
 
-Printed lines are the original's, plus one line naming the attack's budget, TV schedule and TV form, and the clone
-accuracies as two lines (see :mod:`unsplit_tf.training`): the original's "Clone test score" (real client bottom
-+ the clone's untrained top, labelled as the original's metric) and the clone accuracy that measures the stolen
-client (clone bottom + trained server top). It ends with the absolute paths of the files it wrote and the total
-time. Files: ``results/{dataset}_{i}.png`` (reconstruction i, clamped to [0, 1] for the file only, as the
+Printed lines are the original's, plus one line naming the attack's budget, TV schedule and TV form; after every
+image's MSE ("Image i loss") the same image's trivial baselines and scores; after "Average MSE" two lines: the
+baselines on the same targets (MSE on [0, 1] of the all-black image and of the training set's mean image: an
+attack that is not below both recovered nothing image-specific) and the mean PSNR / SSIM of the reconstructions;
+then the clone accuracies as two lines (see :mod:`unsplit_tf.training`): the original's "Clone test score" (real
+client bottom + the clone's untrained top, labelled as the original's metric) and the clone accuracy that measures
+the stolen client (clone bottom + trained server top). It ends with the absolute paths of the files it wrote and the
+total time. Files: ``results/{dataset}_{i}.png`` (reconstruction i, clamped to [0, 1] for the file only, as the
 original) and ``results/{dataset}_d{depth}_originals_reconstructions.png`` (a grid).
 """
 from __future__ import annotations
@@ -46,6 +49,17 @@ class InversionDemoResult:
     partial_data: bool = False
     seed: int | None = None
     seconds: float = 0.0
+    report: object = None   # unsplit_tf.diagnostics.ReconstructionReport: baselines, PSNR and SSIM, on [0, 1]
+
+    @property
+    def black_mse(self) -> np.ndarray:
+        """Per target: the MSE of the all-black image on [0, 1] (a baseline no attack needs)."""
+        return self.report.black
+
+    @property
+    def mean_image_mse(self) -> np.ndarray:
+        """Per target: the MSE of the training set's mean image on [0, 1]."""
+        return self.report.mean_image
 
 
 def _canonical(dataset: str) -> str:
@@ -101,6 +115,7 @@ def run_inversion_demo(dataset: str, split_depth: int, *, epochs: int = 10, main
     from splitnn.data import load_unsplit
     from splitnn.utils import set_seed
     from unsplit_tf.attacks import InversionConfig, invert_images
+    from unsplit_tf.diagnostics import reconstruction_report
     from unsplit_tf.models import build_model, check_split_depth
     from unsplit_tf.training import clone_accuracies, train_split
     from unsplit_tf.util import configure_threads, describe_tv, first_index_per_class
@@ -136,9 +151,12 @@ def run_inversion_demo(dataset: str, split_depth: int, *, epochs: int = 10, main
     printer(f"Attack: {main_iters} x ({input_iters} + {model_iters}) steps per image, {tv}, {mode}")
     inv = invert_images(client, clone, targets, split_depth, cfg, batched=batched, clone_reuse=clone_reuse,
                         labels=data.y_test[idx])
+    report = reconstruction_report(inv.x_eval, targets, data.x_train.mean(axis=0, dtype=np.float64))
     for i, value in enumerate(inv.mse):
-        printer(f"\tImage {i} loss: {value}")
+        printer(f"\tImage {i} loss: {value}  {report.per_image(i)}")
     printer(f"Average MSE: {inv.mean_mse}{tag}")
+    printer(report.baseline_line("targets"))
+    printer(report.quality_line())
 
     eval_clone = inv.clone_copy(len(idx) - 1) if batched else clone
     acc = clone_accuracies(client, server, eval_clone, data.x_test, data.y_test, split_depth, rng)
@@ -172,7 +190,7 @@ def run_inversion_demo(dataset: str, split_depth: int, *, epochs: int = 10, main
     seconds = time.perf_counter() - start
     printer(f"Total time: {seconds:.1f} s")
     return InversionDemoResult(name, split_depth, inv.mse, inv.mean_mse, acc, history, inv, idx, files,
-                               data.description, bool(data.partial), seed, seconds)
+                               data.description, bool(data.partial), seed, seconds, report)
 
 
 def dataset_arg(parser: argparse.ArgumentParser, value: str) -> str:
