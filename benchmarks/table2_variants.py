@@ -13,15 +13,16 @@ one clone carried across them (the original's mode); ``--budget`` takes the swee
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-VARIANTS = {"tv_code_l2_1": ("code", 1.0, "code defaults (TV 0.1, l2 1)"),
-            "tv_code_l2_0": ("code", 0.0, "no l2 prior (paper eq. 1)"),
-            "tv_paper_l2_1": ("paper", 1.0, "paper TV schedule (0.1 / 1.0)")}
+VARIANTS = {"tv_code_l2_1": ("code", 1.0, "code"),       # the original code: TV 0.1 at every depth, l2 weight 1
+            "tv_code_l2_0": ("code", 0.0, "no l2"),      # the paper's eq. 1: no l2 prior
+            "tv_paper_l2_1": ("paper", 1.0, "paper TV")}  # the paper's TV schedule: 0.1 up to depth 3, 1.0 deeper
 BUDGET = ["epochs=1", "max_train_batches=300", "main_iters=20", "input_iters=50", "model_iters=50"]
 
 
@@ -54,6 +55,11 @@ def report(results: Path) -> str:
         everything = [r for rs in rows.values() for r in rs]
         if not everything:
             continue
+        for v, rs in rows.items():  # one budget and one option set per variant, or the means would mix them
+            kinds = {json.dumps([r["cell"]["budget"], r["cell"]["options"]], sort_keys=True) for r in rs}
+            if len(kinds) > 1:
+                raise SystemExit(f"{results / v} holds {dataset} records of {len(kinds)} budgets or option sets; "
+                                 f"keep one per folder")
         b = everything[0]["cell"]["budget"]
         black = everything[0]["results"].get("baseline_black_mse", math.nan)
         mean_img = everything[0]["results"]["baseline_mean_image_mse"]
@@ -62,7 +68,8 @@ def report(results: Path) -> str:
                    f"{b['epochs']} epoch x {b['max_train_batches']} batches, {b['main_iters']} x ({b['input_iters']} "
                    f"+ {b['model_iters']}) steps, {b['n_targets']} targets, carried clone. Trivial baselines on "
                    f"the same targets: all-black image **{black:.4f}**, training mean image **{mean_img:.4f}**; "
-                   f"**bold**: below both.")
+                   f"**bold**: below both. code: the original code's defaults (TV 0.1 at every depth, l2 weight 1); "
+                   f"no l2: the paper's eq. 1 (l2 weight 0); paper TV: TV 0.1 up to depth 3, 1.0 deeper.")
         out.append("")
         head = ["depth"] + [f"{VARIANTS[v][2]}: {w}" for v in VARIANTS for w in ("before", "after")] + \
                ["paper before", "paper after"]

@@ -71,8 +71,8 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     where = machine()
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "fresh", "no_table5") and
-                not k.startswith("table5")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "fresh", "no_table5", "datasets") and
+                not k.startswith("table5")}  # what a saved dataset's numbers depend on
     results, written = [], []
     for name in args.datasets:
         cache = out / f"{name}.pkl"
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
             pickle.dump(dict(settings=settings, result=r), fh)
         r.network = net
         results.append(r)
-    table = cmp.format_comparison(results, where)
+    table = cmp.format_fig3a(results, where)
     print(table)
     (out / "fig3a.md").write_text(table + "\n")
     written += [out / "fig3a.md", cmp.plot_fig3a(results, out / "fig3a.png"),

@@ -44,6 +44,14 @@ def is_jax() -> bool:
     return BACKEND == 'jax'
 
 
+def quiet_retracing() -> None:
+    """Silence TensorFlow's Python-side notices (e.g. retracing warnings when a notebook builds fresh models and
+    compiled steps per setting); nothing to do under JAX."""
+    if is_tensorflow():
+        import tensorflow as tf
+        tf.get_logger().setLevel('ERROR')
+
+
 # ------------------------------------------------------------------------------------------------ gradients
 
 def loss_grads(fn, params, wrt, *args):

@@ -77,6 +77,12 @@ def _canonical_json(obj) -> str:
 
 # ------------------------------------------------------------------------------------------------------ cells
 
+#: Options added to a grid after records existed, with the value those records ran with. An option equal to that
+#: value is left out of the cell's id, and filled into old records when they are read, so cells recorded before
+#: the option existed keep their ids (resume skips them) and group with new records in the reports.
+ADDED_OPTIONS = {"unsplit": {"lambda_l2": 1.0}}
+
+
 @dataclasses.dataclass(frozen=True)
 class Cell:
     """One run of one attack: its id is a hash of its canonical JSON (the same settings, the same id)."""
@@ -98,7 +104,11 @@ class Cell:
 
     @property
     def id(self) -> str:
-        return hashlib.sha256(_canonical_json(self.to_dict()).encode()).hexdigest()[:16]
+        d = self.to_dict()
+        for key, value in ADDED_OPTIONS.get(self.attack, {}).items():
+            if key in d["options"] and d["options"][key] == value:
+                del d["options"][key]
+        return hashlib.sha256(_canonical_json(d).encode()).hexdigest()[:16]
 
     @property
     def slug(self) -> str:
@@ -213,7 +223,7 @@ def _check_options(spec: GridSpec, options: dict) -> dict:
         if not isinstance(out["batched"], bool):
             raise SweepError(f"option batched must be true or false, got {out['batched']!r}")
         l2 = out["lambda_l2"]
-        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 >= 0:
+        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not 0 <= l2 < math.inf:
             raise SweepError(f"option lambda_l2 must be a number >= 0 (0 is the paper's eq. 1), got {l2!r}")
         out["lambda_l2"] = float(l2)  # 0 and 0.0 name the same cell
     if spec.attack == "fsha":
@@ -325,6 +335,8 @@ def load_records(results, failed=False) -> list:
         except (OSError, json.JSONDecodeError):
             continue  # not a record (only complete files are ever renamed into place)
         if isinstance(rec, dict) and "cell" in rec and rec.get("status") == ("failed" if failed else "ok"):
+            for key, value in ADDED_OPTIONS.get(rec["cell"].get("attack"), {}).items():
+                rec["cell"].setdefault("options", {}).setdefault(key, value)
             out.append(rec)
     return out
 

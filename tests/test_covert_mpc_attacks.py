@@ -26,8 +26,8 @@ def mnist():
 
 
 def test_lr_reconstruction_error_falls_like_one_over_C(mnist):
-    """Default: the protocol's form (the output error shifted by -C): below 1e-3 for every one of the 50 examples
-    of the last batch at C = 1e6 (measured worst 8.6e-5), and exactly 100x smaller at C = 1e8."""
+    """Default: the protocol's form (the output error shifted by -C): below 2e-4 (well below the 1e-3 asked for) for
+    every one of the 50 examples of the last batch at C = 1e6 (measured worst 8.6e-5), 100x smaller at C = 1e8."""
     r6 = attacks.reconstruct_lr(mnist, C=1e6, n_targets=50)
     r8 = attacks.reconstruct_lr(mnist, C=1e8, n_targets=50)
     assert len(r6.max_error) == 50

@@ -184,6 +184,11 @@ def test_unknown_names_fail_early_with_the_closest_valid_one(capsys, monkeypatch
         make_grid("table2", budget={"epochs": "ten"})
     with pytest.raises(SweepError, match="lambda_l2 must be a number >= 0"):
         make_grid("table2", options={"lambda_l2": -1})
+    # a Table 2 cell recorded before the lambda_l2 option existed keeps its id (resume) and reads as lambda_l2 1
+    new = make_grid("table2", datasets=["mnist"], levels=[2])[0]
+    old = dict(new.to_dict(), options={k: v for k, v in new.options.items() if k != "lambda_l2"})
+    assert Cell.from_dict(old).id == new.id != make_grid("table2", datasets=["mnist"], levels=[2],
+                                                          options={"lambda_l2": 0.5})[0].id
     # the paper's eq. 1 (no l2 prior): 0 and 0.0 name the same cell
     assert make_grid("table2", options={"lambda_l2": 0})[0].id == make_grid("table2", options={"lambda_l2": 0.0})[0].id
     assert sweeps.main(["run", "fsha_level", "--results", "unused"]) == 2

@@ -23,7 +23,7 @@ def _fake(scores_by_method, depths=(1, 2, 3, 4)):
     budget = dict(epochs=1, max_train_batches=None, n_targets=2, aux_size=10, shadow_epochs=1, shadow_steps=None, seed=0,
                   unsplit=dict(main_iters=1, input_iters=1, model_iters=1, tv_schedule="code", lambda_l2=1.0),
                   white_box=dict(iters=1, lr=0.1, lambda_tv=1.0), query_free=dict(iters=1))
-    return cmp.ComparisonResult("mnist", tuple(depths), targets, np.arange(2), scores, {},
+    return cmp.InversionComparison("mnist", tuple(depths), targets, np.arange(2), scores, {},
                                 dict(black=np.full(2, 0.25), mean_image=np.full(2, 0.1)), {}, 90.0, {}, budget, "",
                                 False)
 
@@ -38,12 +38,24 @@ def test_method_stats_and_relative_gain_by_hand():
     assert r.relative_gain("white_box", "unsplit") == pytest.approx(1 - 0.035 / 0.05)
     claims = cmp.statements([r])
     assert claims["unsplit_vs_query_free"]["mnist"] == pytest.approx(0.5)
-    text = cmp.format_comparison([r])
+    text = cmp.format_fig3a([r])
     assert "| white-box (He et al.) | 0.0350 | 0.0200-0.0450 |" in text
     assert "| baseline: all-black image | 0.2500 |" in text and "| 38% | mnist +30% |" in text
 
 
-def test_bad_arguments_are_refused_before_any_work():
+def test_bad_arguments_are_refused_before_any_work(monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("the target network was trained before the arguments were checked")
+
+    monkeypatch.setattr(cmp, "train_target", no_training)
+    with pytest.raises(ValueError, match="n_targets must be at most 10"):
+        cmp.run_comparison("mnist", (1,), n_targets=11)
+    with pytest.raises(ValueError, match="heldout_size"):
+        cmp.run_comparison("mnist", (1,), heldout_size=0)
+    with pytest.raises(ValueError, match="shadow_steps"):
+        cmp.run_comparison("mnist", (1,), shadow_steps=-5)
+    with pytest.raises(TypeError, match="white_box must be a HeConfig"):
+        cmp.run_comparison("mnist", (1,), white_box=dict(iters=3))
     with pytest.raises(ValueError, match="split depth|out of range"):
         cmp.run_comparison("mnist", (7,))
     with pytest.raises(ValueError, match="unknown method"):
@@ -84,3 +96,29 @@ def test_every_method_scored_on_the_same_targets_with_hand_baselines():
     # white-box with the true weights at depth 1 recovers image-specific content: below both trivial answers
     assert r.mean_mse("white_box") < min(r.baselines["black"].mean(), r.baselines["mean_image"].mean())
     assert 10.0 < r.shadow_accuracy[1] <= 100.0
+
+
+@needs("mnist")
+def test_target_network_never_trains_on_the_query_free_aux_images(monkeypatch):
+    from unsplit_tf import training
+
+    seen = {}
+
+    def fake_train(client, server, x, y, split_depth, **kwargs):
+        seen["x"], seen["y"] = x, y
+
+    monkeypatch.setattr(training, "train_split", fake_train)
+    net, data, _ = cmp.train_target("mnist", epochs=1, holdout=5000)
+    assert len(seen["x"]) == len(data.x_train) - 5000
+    np.testing.assert_array_equal(seen["x"], data.x_train[:-5000])  # the aux set is the last 5,000
+    with pytest.raises(ValueError, match="holdout"):
+        cmp.train_target("mnist", holdout=len(data.x_train))
+
+
+def test_table5_says_when_the_smallest_query_count_already_matches():
+    t5 = cmp.Table5Result("mnist", (1, 2), (100, 1000), {1: np.array([[0.2, 0.1]]), 2: np.array([[0.05, 0.01]])},
+                          {1: 0.15, 2: 0.1}, {1: np.array([10 ** 2.5]), 2: np.array([100.0])},
+                          dict(epochs=50, steps=None, batch_size=32, runs=1, n_targets=10), 0.0)
+    text = cmp.format_table5(t5)
+    assert "| 1 | 0.1500 | 0.2000, 0.1000 | 316 | 1/1 | 2.50 | 0.32 | 3.61 |" in text   # interpolated in log Q
+    assert "| 2 | 0.1000 | 0.0500, 0.0100 | <= 100 | 1/1 | <= 2.00 | <= 0.10 | 7.81 |" in text  # only a bound

@@ -196,3 +196,20 @@ def test_compiled_white_box_steps_equal_hand_adam_steps_on_the_hand_loss():
         np.testing.assert_allclose(res.info["feature_loss"][i], feat_loss, rtol=1e-4)
     np.testing.assert_allclose(res.mse, np.mean((res.x_hat.astype(np.float64) - images) ** 2, axis=(1, 2, 3)),
                                rtol=1e-6)
+
+
+def test_steps_caps_the_epoch_budget_and_never_extends_it():
+    from unsplit_tf.he_attacks import _train_epochs
+
+    calls = []
+
+    def step(*batch):
+        calls.append(len(batch[0]))
+        return 0.0
+
+    rng = np.random.default_rng(0)
+    x = np.zeros((100, 2), np.float32)
+    # 100 samples, batch 32: 3 steps per epoch; 2 epochs = 6 steps; steps=50 must not extend that, steps=4 cuts it
+    assert _train_epochs(step, x, [x], 100, 32, 2, 50, None, rng)[1] == 6
+    assert _train_epochs(step, x, [x], 100, 32, 2, 4, None, rng)[1] == 4
+    assert _train_epochs(step, x, [x], 100, 32, 2, None, None, rng)[1] == 6

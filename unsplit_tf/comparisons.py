@@ -13,10 +13,10 @@ What is run here, per dataset (:func:`run_comparison`):
   :func:`unsplit_tf.experiments.run_depth_sweep` with shared training);
 * the same targets for every attack: the first test image of each class (UnSplit's sample set);
 * UnSplit (:func:`unsplit_tf.attacks.invert_images`, the original code's defaults unless ``unsplit`` says
-  otherwise; a fresh seeded clone per depth), He et al.'s white-box rMLE with the true client weights, and the
-  query-free attack with a shadow client trained through the frozen server top on ``aux_size`` labelled training
-  images (the last ones of the training split, which the target network did not see when ``max_train_batches``
-  keeps its epochs short of them; always disjoint from the test-split targets);
+  otherwise; a fresh seeded clone per depth), He et al.'s white-box rMLE with the true client weights (their MNIST
+  setting, TV 1, for every dataset unless ``white_box`` says otherwise), and the query-free attack with a shadow
+  client trained through the frozen server top on ``aux_size`` labelled training images: the last ones of the
+  training split, held out of the target network's training (and disjoint from the test-split targets);
 * every reconstruction scored the same way: MSE on [0, 1] after UnSplit's post-processing (CIFAR min-max), PSNR
   and SSIM, next to the trivial baselines (all-black image, training mean image).
 
@@ -34,6 +34,7 @@ import time
 import numpy as np
 
 from splitnn.metrics import image_scores, trivial_baselines
+from unsplit_tf.experiments import _short
 
 METHODS = ("white_box", "unsplit", "query_free")
 LABELS = {"white_box": "white-box (He et al.)", "unsplit": "UnSplit", "query_free": "query-free (He et al.)",
@@ -45,7 +46,7 @@ PAPER_STATEMENTS = {"white_box_vs_unsplit": 0.38, "unsplit_vs_query_free": 0.32}
 
 
 @dataclasses.dataclass
-class ComparisonResult:
+class InversionComparison:
     """Per-image scores of every method at every depth on one dataset.
 
     ``scores[method][depth]`` = dict(mse, psnr, ssim) arrays over targets (MSE on [0, 1]); ``x_eval[method][depth]``
@@ -78,12 +79,6 @@ class ComparisonResult:
         return 1.0 - self.mean_mse(better) / self.mean_mse(worse)
 
 
-def _short(dataset: str) -> str:
-    from splitnn.data import canonical_name
-
-    return {"mnist": "mnist", "fashion_mnist": "f_mnist", "cifar10": "cifar"}[canonical_name(dataset)]
-
-
 def _check_positive(name, value, allow_none=False):
     if value is None and allow_none:
         return None
@@ -92,9 +87,11 @@ def _check_positive(name, value, allow_none=False):
     return int(value)
 
 
-def train_target(dataset: str, *, epochs: int = 1, max_train_batches: int | None = None, seed: int = 0):
+def train_target(dataset: str, *, epochs: int = 1, max_train_batches: int | None = None, holdout: int = 0,
+                 seed: int = 0):
     """A trained MnistNet / CifarNet on ``dataset`` (one network; any depth cuts it into client and server) and
-    the loaded data. Returns ``(net, data, test accuracy %)``."""
+    the loaded data. The last ``holdout`` training images are left out of its training (the query-free attacker's
+    auxiliary data). Returns ``(net, data, test accuracy %)``."""
     from splitnn.data import load_unsplit
     from unsplit_tf.models import build_model
     from unsplit_tf.training import train_split
@@ -102,11 +99,15 @@ def train_target(dataset: str, *, epochs: int = 1, max_train_batches: int | None
 
     name = _short(dataset)
     data = load_unsplit(name)
+    holdout = int(holdout)
+    if not 0 <= holdout < len(data.x_train):
+        raise ValueError(f"holdout must be in [0, {len(data.x_train)}), got {holdout}")
     net = build_model("cifar" if name == "cifar" else "mnist", seed=seed * 1000 + 11, name="target")
     if epochs > 0:
+        keep = len(data.x_train) - holdout
         # the same network on both sides: layers 0..1 and 2..end are disjoint variable sets of one model
-        train_split(net, net, data.x_train, data.y_train, 1, epochs=epochs, seed=seed, max_batches=max_train_batches,
-                    printer=None)
+        train_split(net, net, data.x_train[:keep], data.y_train[:keep], 1, epochs=epochs, seed=seed,
+                    max_batches=max_train_batches, printer=None)
     acc = accuracy(lambda xb: net(xb), data.x_test, data.y_test)
     return net, data, acc
 
@@ -114,7 +115,7 @@ def train_target(dataset: str, *, epochs: int = 1, max_train_batches: int | None
 def run_comparison(dataset: str, depths=None, *, epochs: int = 1, max_train_batches: int | None = 300,
                    n_targets: int = 10, unsplit=None, white_box=None, query_free=None, aux_size: int = 5000,
                    shadow_epochs: int = 50, shadow_steps: int | None = None, heldout_size: int = 1000,
-                   methods=METHODS, unsplit_batched: bool = False, seed: int = 0, printer=print) -> ComparisonResult:
+                   methods=METHODS, unsplit_batched: bool = False, seed: int = 0, printer=print) -> InversionComparison:
     """Fig. 3a / Table 4 on one dataset: every method of ``methods`` at every depth on the same targets.
 
     ``unsplit``: an :class:`unsplit_tf.attacks.InversionConfig` (default: the original code's settings);
@@ -139,13 +140,24 @@ def run_comparison(dataset: str, depths=None, *, epochs: int = 1, max_train_batc
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; expected some of {METHODS}")
     n_targets = _check_positive("n_targets", n_targets)
+    if n_targets > 10:
+        raise ValueError(f"n_targets must be at most 10 (one first-of-class test image per class), got {n_targets}")
     aux_size = _check_positive("aux_size", aux_size)
+    heldout_size = _check_positive("heldout_size", heldout_size)
+    shadow_epochs = _check_positive("shadow_epochs", shadow_epochs)
+    shadow_steps = _check_positive("shadow_steps", shadow_steps, allow_none=True)
     unsplit = unsplit or InversionConfig()
     white_box = white_box or he_attacks.HeConfig()
     query_free = query_free or he_attacks.QUERY_FREE_CONFIG
+    if not isinstance(unsplit, InversionConfig):
+        raise TypeError(f"unsplit must be an InversionConfig, got {type(unsplit).__name__}")
+    for label, cfg in (("white_box", white_box), ("query_free", query_free)):
+        if not isinstance(cfg, he_attacks.HeConfig):
+            raise TypeError(f"{label} must be a HeConfig, got {type(cfg).__name__}")
 
     start = time.perf_counter()
-    net, data, target_acc = train_target(name, epochs=epochs, max_train_batches=max_train_batches, seed=seed)
+    net, data, target_acc = train_target(name, epochs=epochs, max_train_batches=max_train_batches,
+                                         holdout=aux_size, seed=seed)
     if printer:
         printer(f"{name}: target network trained ({epochs} epoch(s)"
                 f"{f' x {max_train_batches} batches' if max_train_batches else ''}), test accuracy {target_acc:.2f}%"
@@ -187,7 +199,7 @@ def run_comparison(dataset: str, depths=None, *, epochs: int = 1, max_train_batc
                   unsplit_batched=bool(unsplit_batched),
                   unsplit=dataclasses.asdict(unsplit), white_box=_he_dict(white_box),
                   query_free=_he_dict(query_free), seconds=time.perf_counter() - start)
-    return ComparisonResult(name, depths, targets, labels, scores, x_eval, baselines, shadow_acc, target_acc,
+    return InversionComparison(name, depths, targets, labels, scores, x_eval, baselines, shadow_acc, target_acc,
                             seconds, budget, data.description, bool(data.partial), net)
 
 
@@ -196,7 +208,7 @@ def _he_dict(cfg) -> dict:
             for k, v in dataclasses.asdict(cfg).items()}
 
 
-def method_stats(result: ComparisonResult, method: str) -> dict:
+def method_stats(result: InversionComparison, method: str) -> dict:
     """Fig. 3a's bar and whiskers for one method: the MSE averaged over depths, and the quartiles of the per-depth
     mean MSEs."""
     per_depth = np.array([np.mean(result.scores[method][d]["mse"]) for d in result.depths])
@@ -204,7 +216,7 @@ def method_stats(result: ComparisonResult, method: str) -> dict:
     return dict(mean=float(per_depth.mean()), q1=float(q1), q3=float(q3), per_depth=per_depth)
 
 
-def describe_budget(result: ComparisonResult) -> str:
+def describe_budget(result: InversionComparison) -> str:
     b = result.budget
     u, w, q = b["unsplit"], b["white_box"], b["query_free"]
     text = (f"target network {b['epochs']} epoch(s)"
@@ -221,7 +233,7 @@ def describe_budget(result: ComparisonResult) -> str:
     return text
 
 
-def format_comparison(results, machine: str = "") -> str:
+def format_fig3a(results, machine: str = "") -> str:
     """Fig. 3a as a Markdown table: per dataset and method, MSE averaged over depths (and its range of per-depth
     means), PSNR, SSIM, next to the trivial baselines; then the paper's two statements against ours."""
     lines = []
@@ -350,6 +362,10 @@ class Table5Result:
     budget: dict
     seconds: float
 
+    def reached_at_first(self, depth: int) -> bool:
+        """Every run already matched UnSplit at the smallest Q (the count needed is then at most that Q)."""
+        return bool(np.all(self.mse[depth][:, 0] <= self.unsplit_mse[depth]))
+
     def mean_needed(self, depth: int) -> tuple:
         """(mean of the finite per-run counts, how many runs reached UnSplit's MSE)."""
         v = self.needed[depth]
@@ -375,7 +391,7 @@ def queries_to_match(counts, mse, level) -> float:
 def run_table5(net, data, targets, unsplit_mse: dict, *, dataset: str = "", query_counts=(100, 300, 1000, 3000, 10000),
                runs: int = 3, epochs: int = 50, steps: int | None = None, batch_size: int = 32, seed: int = 0,
                printer=print) -> Table5Result:
-    """Table 5 on a trained network ``net`` (``ComparisonResult.network`` or :func:`train_target`'s) and its
+    """Table 5 on a trained network ``net`` (``InversionComparison.network`` or :func:`train_target`'s) and its
     ``data`` (:func:`splitnn.data.load_unsplit`): for each depth of ``unsplit_mse``
     ({depth: UnSplit's mean MSE on ``targets``}) and each Q of ``query_counts``, train an inverse network on Q random
     training images ``runs`` times (different draws and seeds), score it on ``targets``, and interpolate the Q
@@ -433,8 +449,13 @@ def format_table5(result: Table5Result, machine: str = "") -> str:
         m, n_ok = result.mean_needed(d)
         curve = ", ".join(f"{v:.4f}" for v in result.mse[d].mean(0))
         fin = math.isfinite(m)
-        lines.append(f"| {d} | {result.unsplit_mse[d]:.4f} | {curve} | "
-                     f"{f'{m:.0f}' if fin else '> ' + str(result.query_counts[-1])} | {n_ok}/{b['runs']} | "
-                     f"{f'{math.log10(m):.2f}' if fin else 'n/a'} | {f'{m / 1000:.2f}' if fin else 'n/a'} | "
+        first = result.reached_at_first(d)  # then the count is only bounded: at most the smallest Q
+        le = "<= " if first else ""
+        if first:
+            count = f"<= {result.query_counts[0]}"
+        else:
+            count = f"{m:.0f}" if fin else f"> {result.query_counts[-1]}"
+        lines.append(f"| {d} | {result.unsplit_mse[d]:.4f} | {curve} | {count} | {n_ok}/{b['runs']} | "
+                     f"{f'{le}{math.log10(m):.2f}' if fin else 'n/a'} | {f'{le}{m / 1000:.2f}' if fin else 'n/a'} | "
                      f"{paper[d - 1] if d - 1 < len(paper) else 'n/a'} |")
     return "\n".join(lines)

@@ -184,13 +184,15 @@ def trace_inversion(client, clone, images, split_depth: int, config=None, every:
     x_hat, out_params = engine.from_engine(state[0], state[5])
     x_hat = ops.convert_to_numpy(x_hat)
     x_eval = postprocess(x_hat, clone.arch, cfg.cifar_minmax)
+    from splitnn.metrics import mse_per_image
+
     t = images.astype(np.float64)
     xe = x_eval.astype(np.float64)
-    mse = np.mean((xe - t) ** 2, axis=(1, 2, 3))
+    mse = mse_per_image(xe, t)
     scale = np.maximum(np.sum(xe * t, axis=(1, 2, 3)) / np.maximum(np.sum(xe * xe, axis=(1, 2, 3)), 1e-30), 0.0)
     rescaled = np.mean((scale[:, None, None, None] * xe - t) ** 2, axis=(1, 2, 3))
     return InversionTrace(np.asarray(rounds), np.stack(xs), np.stack(norms), x_hat, x_eval, images, mse,
-                          np.mean(t ** 2, axis=(1, 2, 3)), rescaled, scale, t.mean(axis=(1, 2, 3)),
+                          mse_per_image(t, np.zeros_like(t)), rescaled, scale, t.mean(axis=(1, 2, 3)),
                           [ops.convert_to_numpy(p) for p in out_params], split_depth, lam_tv, cfg, seconds)
 
 

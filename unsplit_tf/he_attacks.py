@@ -67,6 +67,7 @@ import numpy as np
 from keras import ops
 
 from splitnn import backend
+from splitnn.metrics import mse_per_image
 from unsplit_tf.attacks import cross_entropy, postprocess
 from unsplit_tf.keras_client import _input_dtype, _training_kwargs, splitnet_bottom
 from unsplit_tf.models import SplitNet, build_model
@@ -242,8 +243,7 @@ def _apply_batches(model, x, dtype, batch=256):
 def _score(x_hat, targets, cfg_minmax):
     minmax = cfg_minmax if cfg_minmax is not None else tuple(targets.shape[1:]) == (32, 32, 3)
     x_eval = postprocess(x_hat, "cifar" if minmax else "mnist", cifar_minmax=True)
-    diff = np.asarray(x_eval, np.float64) - np.asarray(targets, np.float64)
-    return x_eval, np.mean(diff * diff, axis=(1, 2, 3))
+    return x_eval, mse_per_image(x_eval, targets)
 
 
 # ====================================================================================== white box (rMLE)
@@ -433,7 +433,7 @@ def _train_epochs(step, inputs, targets, n, batch_size, epochs, steps, halve_eve
     per_epoch = n // batch_size
     if per_epoch == 0:
         raise ValueError(f"{n} training samples are fewer than one batch of {batch_size}")
-    total = per_epoch * int(epochs) if steps is None else int(steps)
+    total = per_epoch * int(epochs) if steps is None else min(per_epoch * int(epochs), int(steps))
     losses, done, epoch = [], 0, 0
     while done < total:
         factor = 0.5 ** (epoch // halve_every) if halve_every else 1.0
@@ -508,8 +508,10 @@ def train_inverse_network(client, queries, split_depth=None, *, decoder: keras.M
     return InverseNetwork(decoder, len(queries), losses, done, smashed_shape, shape, mu, sd, d)
 
 
-def black_box_inversion(inverse_net: InverseNetwork, client, images, split_depth=None) -> HeInversionResult:
-    """He et al.'s black-box attack, inference (§5; their ``inverse``): x~ = inverse_net(client(images))."""
+def black_box_inversion(inverse_net: InverseNetwork, client, images, split_depth=None, *,
+                        cifar_minmax: bool | None = None) -> HeInversionResult:
+    """He et al.'s black-box attack, inference (§5; their ``inverse``): x~ = inverse_net(client(images)).
+    ``cifar_minmax`` as :class:`HeConfig`'s (None: as UnSplit scores CIFAR-shaped images)."""
     if not isinstance(inverse_net, InverseNetwork):
         raise TypeError(f"inverse_net must be an InverseNetwork from train_inverse_network, got "
                         f"{type(inverse_net).__name__}")
@@ -525,7 +527,7 @@ def black_box_inversion(inverse_net: InverseNetwork, client, images, split_depth
                          f"trained on {inverse_net.smashed_shape} (another split depth?)")
     x_hat = inverse_net(smashed)
     seconds = time.perf_counter() - start
-    x_eval, mse = _score(x_hat, images, None)
+    x_eval, mse = _score(x_hat, images, cifar_minmax)
     return HeInversionResult(x_hat, x_eval, images, mse, "black_box", d, seconds,
                              dict(queries=inverse_net.queries, decoder_losses=list(inverse_net.losses),
                                   decoder_steps=inverse_net.steps))
