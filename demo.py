@@ -56,7 +56,7 @@ def run_fsha(out: Path, iterations: int, full: bool, held_out: int, seed: int, r
     from splitnn.utils import set_seed
 
     set_seed(seed)  # before the streams and networks exist, so data order and weights repeat
-    from unsplit_tf.diagnostics import reconstruction_report
+    from splitnn.metrics import trivial_baselines
 
     raw = load_raw("mnist")
     # Private images the attack never trains on, to score it honestly (Xpriv is the train split).
@@ -74,10 +74,10 @@ def run_fsha(out: Path, iterations: int, full: bool, held_out: int, seed: int, r
     print(f"\n== FSHA on MNIST: {what}, {iterations} iterations")
     # scoreAttack scores the held-out images in order, in whole batches: the baselines use exactly those images
     scored = held_images[:(held_out // attack.batch_size) * attack.batch_size]
-    base = reconstruction_report(None, scored, priv_images.mean(axis=0, dtype=np.float64), value_range=(-1.0, 1.0))
+    base = trivial_baselines(scored, priv_images.mean(axis=0, dtype=np.float64), black=-1.0)
     del priv_images
-    result.fsha_black_mse = float(np.mean(base.black))
-    result.fsha_mean_image_mse = float(np.mean(base.mean_image))
+    result.fsha_black_mse = float(np.mean(base["black"]))
+    result.fsha_mean_image_mse = float(np.mean(base["mean_image"]))
     batch = min(64, held_out)
     result.fsha_mse_before = attack.scoreAttack(evaluation, progress_bar=False)
     start = time.time()

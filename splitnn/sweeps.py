@@ -50,13 +50,12 @@ import platform  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from splitnn.utils import closest_name  # noqa: E402
+from splitnn.utils import closest_name, write_json_atomic  # noqa: E402,F401 (write_json_atomic: part of this module's API)
 
 _REPO = Path(__file__).resolve().parent.parent
 FAILED_DIR = "failed"
@@ -292,38 +291,6 @@ def unique(cells) -> list:
 
 
 # ---------------------------------------------------------------------------------------------------- records
-
-def write_json_atomic(path: Path, obj) -> Path:
-    """Write ``obj`` as JSON to ``path`` through a temporary file in the same folder renamed into place: a reader
-    (or a resumed sweep) sees the whole file or none."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1, default=_json_default)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _json_default(obj):
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-    except ImportError:
-        pass
-    return str(obj)
-
 
 def load_records(results, failed=False) -> list:
     """The records in ``results`` (those of finished cells; ``failed=True``: the failure records)."""

@@ -72,3 +72,37 @@ def config_differences(saved: dict, current: dict, ignore=()) -> dict:
     as None there), keys in ``ignore`` left out: what a checkpoint's stored settings and a resumed run disagree on."""
     return {k: (saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current))
             if k not in ignore and saved.get(k) != current.get(k)}
+
+
+def json_default(obj):
+    """``json.dump``'s ``default`` for NumPy values: scalars as Python numbers, arrays as lists, else ``str``."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def write_json_atomic(path, obj):
+    """Write ``obj`` as JSON to ``path`` through a temporary file in the same folder renamed into place: a reader
+    (or a resumed run) sees the whole file or none. Returns the path."""
+    import contextlib
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=1, default=json_default)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path

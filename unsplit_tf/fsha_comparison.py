@@ -76,12 +76,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
+
+from splitnn.utils import write_json_atomic
 
 LEVELS = (1, 2, 3, 4)
 DATASETS = ("mnist", "fashion_mnist")
@@ -312,13 +313,6 @@ def _read_cache(path, settings) -> dict:
     return cache
 
 
-def _write_cache(path, cache):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(cache, indent=1))
-    tmp.replace(path)
-
-
 # ============================================================================================= UnSplit
 def _unsplit_on(f, targets01, config, lambda_tv, seed):
     from splitnn import backend
@@ -479,7 +473,7 @@ def _run_level(level, cache, cache_path, ckpt, iterations, x_train, y_train, x_t
 
     def save():
         if cache_path is not None:
-            _write_cache(cache_path, cache)
+            write_json_atomic(cache_path, cache)
 
     keras.backend.clear_session()
     backend.set_seed(stream_seed(seed, ckpt))  # the data order: a new pass when resuming (module docstring)
@@ -610,20 +604,7 @@ def plot_comparison(result: ComparisonResult, path) -> Path:
 
 
 def save_json(result: ComparisonResult, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.to_dict(), indent=1, default=_json_default))
-    return path
-
-
-def _json_default(o: Any):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return None if math.isnan(o) else float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
+    return write_json_atomic(path, result.to_dict())
 
 
 __all__ = ["CLIENT_STATES", "ComparisonResult", "DEFAULT_FSHA_HPARAMS", "LevelResult", "check_iterations",

@@ -69,7 +69,7 @@ from keras import ops
 from splitnn import backend
 from splitnn.metrics import mse_per_image
 from unsplit_tf.attacks import cross_entropy, postprocess
-from unsplit_tf.keras_client import _input_dtype, _training_kwargs, splitnet_bottom
+from unsplit_tf.keras_client import _apply, _input_dtype, _training_kwargs, splitnet_bottom
 from unsplit_tf.models import SplitNet, build_model
 from unsplit_tf.optim import torch_adam_update
 from unsplit_tf.util import l2loss_per_sample, mean, tv_code_per_sample
@@ -229,15 +229,10 @@ def _normalisation(cfg: HeConfig, channels: int, dtype):
 
 
 def _apply_batches(model, x, dtype, batch=256):
-    """``model(x)`` in inference mode, without side effects, in batches; NumPy."""
-    out = []
-    tv = backend.variable_values(model.trainable_variables)
-    ntv = backend.variable_values(model.non_trainable_variables)
-    kw = _training_kwargs(model, False)
-    for s in range(0, len(x), batch):
-        y, _ = model.stateless_call(tv, ntv, ops.cast(x[s:s + batch], dtype), **kw)
-        out.append(np.asarray(ops.convert_to_numpy(y)))
-    return np.concatenate(out)
+    """``model(x)`` in inference mode, without side effects (:func:`unsplit_tf.keras_client._apply`), in
+    batches; NumPy."""
+    return np.concatenate([np.asarray(ops.convert_to_numpy(_apply(model, ops.cast(x[s:s + batch], dtype), False)))
+                           for s in range(0, len(x), batch)])
 
 
 def _score(x_hat, targets, cfg_minmax):
